@@ -1,0 +1,12 @@
+"""Loggers: the console (always on) and Weights & Biases, selected by ``exp.logger``.
+
+Importing this package registers every logger in it.
+"""
+from restorekit.registry import Registry
+
+LOGGERS = Registry("loggers")
+
+from restorekit.loggers import console, wandb_logger  # noqa: E402,F401  (registers)
+from restorekit.loggers.base import Logger, MultiLogger, build_loggers  # noqa: E402
+
+__all__ = ["LOGGERS", "Logger", "MultiLogger", "build_loggers"]

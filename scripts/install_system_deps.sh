@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# System packages some tests use, installed when missing and when we may (root + apt).
+# Nothing here is needed to use restorekit itself; tests that need a missing one skip.
+set -u
+need=()
+# (later issues add entries here, e.g. chromium for the HTML report test)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" \
+    || echo "warning: could not install ${need[*]}; tests that need them will skip" >&2
+else
+  echo "note: not root or no apt-get; install ${need[*]} yourself for the tests that use them" >&2
+fi
+exit 0

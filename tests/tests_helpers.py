@@ -1,0 +1,23 @@
+"""Helpers shared by tests (not fixtures): running the entry points in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)})
+    env.update(extra)
+    return env
+
+
+def run_py(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` from the repository root, offline, capturing text output."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=offline_env(**env), capture_output=True, text=True, timeout=timeout
+    )
