@@ -6,4 +6,7 @@ from restorekit.registry import Registry
 
 AUGMENTATIONS = Registry("augmentations")
 
+# Imported for their registrations (after AUGMENTATIONS exists, which they use).
+from restorekit.augmentations import chain, levels, noise  # noqa: E402,F401
+
 __all__ = ["AUGMENTATIONS"]

@@ -1,0 +1,265 @@
+"""Degradations: contract per op (length, rate, finite, seeding), SNR, chain, bad inputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from restorekit.augmentations import AUGMENTATIONS
+from restorekit.augmentations.chain import sample_rng
+from restorekit.augmentations.noise import active_power
+from restorekit.errors import ConfigError, DataError, RegistryError
+
+SR = 16000
+
+
+def speechlike(sr: int = SR, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Harmonic 'voiced' bursts with pauses: a test signal with active and silent parts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    f0 = 120 + 30 * np.sin(2 * np.pi * 3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = (np.sin(2 * np.pi * 2.5 * t) > -0.3).astype(float)
+    wave = 0.2 * voiced * envelope + 0.002 * rng.standard_normal(len(t))
+    return wave.astype(np.float32)
+
+
+def write_noise_dir(root: Path, n: int = 2, sr: int = 22050, seconds: float = 0.7) -> Path:
+    """A folder of short synthetic noise files (looping is needed: shorter than the speech)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for i in range(n):
+        sf.write(root / f"noise_{i}.wav", 0.1 * rng.standard_normal(int(sr * seconds)), sr)
+    return root
+
+
+def write_rir_dir(root: Path, sr: int = 32000, delay: int = 300, channels: int = 2) -> Path:
+    """A folder holding one synthetic RIR: silence, a direct path, an exponential tail."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    n = int(0.3 * sr)
+    tail = rng.standard_normal((n, channels)) * np.exp(-np.arange(n) / (0.05 * sr))[:, None] * 0.3
+    rir = np.zeros((delay + n, channels))
+    rir[delay] = 1.0
+    rir[delay + 1 :] = tail[:-1]
+    sf.write(root / "room.wav", rir, sr)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("augdata")
+    return {"noise": str(write_noise_dir(root / "noises")), "rir": str(write_rir_dir(root / "rirs"))}
+
+
+def example_args(name: str, dirs: dict[str, str]) -> dict:
+    """An example config for each registered op (the registry sweep builds all of these)."""
+    examples = {
+        "chain": {"ops": [{"name": "gain", "p": 1.0, "args": {"gain_db": [-3, 3]}}]},
+        "noise": {"dirs": [dirs["noise"]], "snr_db": [5, 30]},
+        "reverb": {"dirs": [dirs["rir"]]},
+        "room_reverb": {"rt60": [0.2, 0.4], "pool_size": 2},
+    }
+    return examples.get(name, {})
+
+
+def lag(reference: np.ndarray, other: np.ndarray) -> int:
+    """Cross-correlation lag (samples) of ``other`` relative to ``reference``."""
+    from scipy.signal import correlate
+
+    c = correlate(other.astype(np.float64), reference.astype(np.float64), mode="full", method="fft")
+    return int(np.argmax(c)) - (len(reference) - 1)
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
+@pytest.mark.parametrize("sr", [16000, 24000])
+def test_every_op_keeps_length_rate_is_finite_and_seeded(name: str, sr: int, data_dirs) -> None:
+    aug = AUGMENTATIONS.build({"name": name, "args": example_args(name, data_dirs)}, where=f"test.{name}")
+    x = speechlike(sr, 0.5)
+    a, pa = aug(x, sr, np.random.default_rng(1))
+    b, pb = aug(x, sr, np.random.default_rng(1))
+    assert a.shape == x.shape and a.dtype == np.float32
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert pa == pb and isinstance(pa, dict)
+    outs = [aug(x, sr, np.random.default_rng(s))[0] for s in range(2, 6)]
+    assert any(not np.array_equal(a, o) for o in outs), f"{name}: different seeds gave identical output"
+    np.testing.assert_array_equal(x, speechlike(sr, 0.5))  # input untouched
+
+
+def test_every_registered_op_has_a_one_line_docstring() -> None:
+    for entry in AUGMENTATIONS.entries():
+        assert entry.summary != "(no docstring)" and len(entry.summary) > 20, entry.name
+
+
+@pytest.mark.parametrize("snr", [5.0, 17.5, 30.0])
+@pytest.mark.parametrize("name", ["noise", "colored_noise"])
+def test_noise_reaches_the_requested_snr_on_active_speech(name: str, snr: float, data_dirs) -> None:
+    aug = AUGMENTATIONS.build({"name": name, "args": {**example_args(name, data_dirs), "snr_db": [snr, snr]}}, where="t")
+    x = speechlike(SR, 1.0)
+    for seed in range(3):
+        y, params = aug(x, SR, np.random.default_rng(seed))
+        achieved = 10 * np.log10(active_power(x, SR) / np.mean((y - x).astype(np.float64) ** 2))
+        assert abs(achieved - snr) < 0.5 and params["snr_db"] == snr
+
+
+def test_colored_noise_has_the_expected_spectral_slope() -> None:
+    from restorekit.augmentations.noise import colored
+
+    rng = np.random.default_rng(0)
+    for color, slope in (("white", 0.0), ("pink", -1.0), ("brown", -2.0)):
+        n = colored(color, 2**16, rng).astype(np.float64)
+        psd = np.abs(np.fft.rfft(n)) ** 2
+        f = np.arange(len(psd))
+        band = (f > 100) & (f < 20000)
+        fitted = np.polyfit(np.log10(f[band]), np.log10(psd[band]), 1)[0]
+        assert abs(fitted - slope) < 0.15, (color, fitted)
+
+
+def test_noise_on_silent_speech_is_finite_and_flagged(data_dirs) -> None:
+    for name in ("noise", "colored_noise"):
+        aug = AUGMENTATIONS.build({"name": name, "args": example_args(name, data_dirs)}, where="t")
+        y, params = aug(np.zeros(SR, np.float32), SR, np.random.default_rng(0))
+        assert np.isfinite(y).all() and np.any(y) and params["silent_input"] is True
+
+
+def test_noise_reads_metadata_csv_manifests(tmp_path: Path) -> None:
+    root = write_noise_dir(tmp_path / "corpus", n=3)
+    (root / "metadata.csv").write_text("path,duration,sample_rate,channels,speaker\nnoise_2.wav,0.7,22050,1,\n")
+    aug = AUGMENTATIONS.build({"name": "noise", "args": {"dirs": [str(root)]}}, where="t")
+    assert [p.name for p in aug.pool.files] == ["noise_2.wav"]
+    _, params = aug(speechlike(), SR, np.random.default_rng(0))
+    assert params["file"].endswith("noise_2.wav")
+
+
+def test_noise_folder_missing_or_empty_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"augmentation 'noise': noise folder .*nowhere does not exist; fix args.dirs"):
+        AUGMENTATIONS.build({"name": "noise", "args": {"dirs": [str(tmp_path / "nowhere")]}}, where="t")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"augmentation 'noise': no noise audio files .* in .*empty"):
+        AUGMENTATIONS.build({"name": "noise", "args": {"dirs": [str(tmp_path / "empty")]}}, where="t")
+
+
+def test_unreadable_noise_files_are_skipped_counted_and_fatal_when_none_left(tmp_path: Path) -> None:
+    root = write_noise_dir(tmp_path / "n", n=1)
+    (root / "broken.wav").write_bytes(b"not audio at all")
+    aug = AUGMENTATIONS.build({"name": "noise", "args": {"dirs": [str(root)]}}, where="t")
+    with pytest.warns(UserWarning, match=r"skipping unreadable noise file .*broken.wav"):
+        for seed in range(8):
+            y, params = aug(speechlike(), SR, np.random.default_rng(seed))
+            assert params["file"].endswith("noise_0.wav")
+    assert [p.name for p in aug.pool.bad] == ["broken.wav"]
+    (root / "noise_0.wav").write_bytes(b"also broken")
+    only_bad = AUGMENTATIONS.build({"name": "noise", "args": {"dirs": [str(root)]}}, where="t")
+    with pytest.warns(UserWarning), pytest.raises(DataError, match=r"none of the noise files could be read \(2 skipped"):
+        only_bad(speechlike(), SR, np.random.default_rng(0))
+
+
+def test_bitcrush_gives_at_most_two_to_the_bits_levels() -> None:
+    x = np.linspace(-1, 1, 20001, dtype=np.float32)
+    for bits in (1, 3, 8):
+        y, params = AUGMENTATIONS.build({"name": "bitcrush", "args": {"bits": [bits, bits]}}, where="t")(
+            x, SR, np.random.default_rng(0)
+        )
+        assert params["bits"] == bits and len(np.unique(y)) == 2**bits
+
+
+def test_clipping_limits_the_peak_to_the_drawn_level() -> None:
+    x = speechlike()
+    for mode in ("hard", "soft"):
+        aug = AUGMENTATIONS.build({"name": "clipping", "args": {"level_db": [-6, -6], "modes": [mode]}}, where="t")
+        y, params = aug(x, SR, np.random.default_rng(0))
+        level = np.abs(x).max() * 10 ** (-6 / 20)
+        assert params["mode"] == mode and np.abs(y).max() <= level * (1 + 1e-5)
+    assert np.abs(y).max() < level  # tanh only approaches the level
+
+
+def test_gain_scales_by_the_drawn_decibels() -> None:
+    x = speechlike()
+    y, params = AUGMENTATIONS.build({"name": "gain", "args": {"gain_db": [-6, -6]}}, where="t")(x, SR, np.random.default_rng(0))
+    np.testing.assert_allclose(y, x * 10 ** (-6 / 20), rtol=1e-6)
+
+
+def chain_node(**args) -> dict:
+    ops = [
+        {"name": "gain", "p": 0.5, "args": {"gain_db": [-6, 0]}},
+        {"name": "colored_noise", "p": 0.7, "args": {"snr_db": [10, 20]}},
+        {"name": "bitcrush", "p": 0.5, "args": {"bits": [6, 10]}},
+        {"name": "clipping", "p": 0.5},
+    ]
+    return {"name": "chain", "args": {"ops": ops, **args}}
+
+
+def test_chain_is_deterministic_per_seed_epoch_index_and_reports_what_it_applied() -> None:
+    chain = AUGMENTATIONS.build(chain_node(), where="data.degradations")
+    x = speechlike()
+    a, pa = chain(x, SR, sample_rng(1, 0, 5))
+    b, pb = chain(x, SR, sample_rng(1, 0, 5))
+    np.testing.assert_array_equal(a, b)
+    assert pa == pb and set(pa) == {"applied"}
+    assert all(set(d) >= {"name"} for d in pa["applied"])
+    others = [chain(x, SR, sample_rng(*k))[0] for k in ((2, 0, 5), (1, 1, 5), (1, 0, 6))]
+    assert all(not np.array_equal(a, o) for o in others)
+    names = {d["name"] for i in range(40) for d in chain(x, SR, sample_rng(0, 0, i))[1]["applied"]}
+    assert names == {"gain", "colored_noise", "bitcrush", "clipping"}
+
+
+def test_chain_params_match_replaying_the_ops_alone() -> None:
+    chain = AUGMENTATIONS.build(chain_node(), where="t")
+    y, params = chain(speechlike(), SR, sample_rng(0, 0, 3))
+    for d in params["applied"]:
+        if d["name"] == "bitcrush":  # bitcrush was applied last or before clipping: levels bound holds
+            assert 6 <= d["bits"] <= 10
+        if d["name"] == "colored_noise":
+            assert 10 <= d["snr_db"] <= 20 and d["color"] in ("white", "pink", "brown")
+
+
+def test_chain_max_ops_p_clean_and_shuffle() -> None:
+    x = speechlike()
+    capped = AUGMENTATIONS.build(chain_node(max_ops=1), where="t")
+    counts = [len(capped(x, SR, sample_rng(0, 0, i))[1]["applied"]) for i in range(30)]
+    assert max(counts) == 1 and min(counts) == 0
+    clean = AUGMENTATIONS.build(chain_node(p_clean=1.0), where="t")
+    y, params = clean(x, SR, sample_rng(0, 0, 0))
+    np.testing.assert_array_equal(y, x)
+    assert params == {"applied": []}
+    always = [{"name": n, "p": 1.0} for n in ("gain", "bitcrush", "clipping")]
+    shuffled = AUGMENTATIONS.build({"name": "chain", "args": {"ops": always, "shuffle": True}}, where="t")
+    orders = {tuple(d["name"] for d in shuffled(x, SR, sample_rng(0, 0, i))[1]["applied"]) for i in range(30)}
+    assert len(orders) > 2 and all(sorted(o) == ["bitcrush", "clipping", "gain"] for o in orders)
+
+
+def test_chain_keeps_the_output_within_the_peak_limit() -> None:
+    chain = AUGMENTATIONS.build({"name": "chain", "args": {"ops": [{"name": "gain", "args": {"gain_db": 20}}]}}, where="t")
+    y, params = chain(speechlike(), SR, sample_rng(0, 0, 0))
+    assert np.abs(y).max() == pytest.approx(1.0) and params["applied"][-1]["name"] == "peak_normalize"
+
+
+def test_unknown_op_name_or_argument_names_the_config_path() -> None:
+    with pytest.raises(RegistryError, match=r"unknown augmentations 'bitcrash' at data.deg.args.ops\[0\].name. Did you mean 'bitcrush'"):
+        AUGMENTATIONS.build({"name": "chain", "args": {"ops": [{"name": "bitcrash"}], "path": "data.deg"}}, where="data.deg")
+    with pytest.raises(ConfigError, match=r"data.deg.args.ops\[0\].args.bit: augmentations 'bitcrush' has no argument 'bit'. Did you mean 'bits'"):
+        AUGMENTATIONS.build({"name": "chain", "args": {"ops": [{"name": "bitcrush", "args": {"bit": 3}}], "path": "data.deg"}}, where="data.deg")
+    with pytest.raises(ConfigError, match=r"data.deg.args.ops\[0\].p must be a probability between 0 and 1, got 1.5"):
+        AUGMENTATIONS.build({"name": "chain", "args": {"ops": [{"name": "gain", "p": 1.5}], "path": "data.deg"}}, where="data.deg")
+    with pytest.raises(ConfigError, match=r"augmentation 'gain': args.gain_db must be a \[low, high\] list"):
+        AUGMENTATIONS.build({"name": "gain", "args": {"gain_db": [3, -3]}}, where="t")
+
+
+def test_a_failing_op_in_a_chain_is_reported_not_swallowed(data_dirs, tmp_path: Path) -> None:
+    root = write_noise_dir(tmp_path / "n", n=1)
+    chain = AUGMENTATIONS.build(
+        {"name": "chain", "args": {"ops": [{"name": "noise", "args": {"dirs": [str(root)]}}], "path": "data.deg"}},
+        where="data.deg",
+    )
+    (root / "noise_0.wav").write_bytes(b"corrupted after the chain was built")
+    with pytest.warns(UserWarning), pytest.raises(DataError, match=r"data.deg.args.ops\[0\] \(noise\): augmentation 'noise': none of the noise files"):
+        chain(speechlike(), SR, sample_rng(0, 0, 0))
+
+
+def test_sample_rng_rejects_negative_numbers() -> None:
+    with pytest.raises(ConfigError, match="sample_rng: epoch must be a non-negative integer, got -1"):
+        sample_rng(0, -1, 0)
