@@ -6,4 +6,8 @@ from restorekit.registry import Registry
 
 DATASETS = Registry("datasets")
 
-__all__ = ["DATASETS"]
+# Imported for their registrations (after DATASETS exists, which they use).
+from restorekit.datasets import degraded, demo, folder, paired, shards  # noqa: E402,F401
+from restorekit.datasets.collate import collate  # noqa: E402
+
+__all__ = ["DATASETS", "collate"]

@@ -1,0 +1,130 @@
+"""``degraded_speech``: clean speech from indexed folders, cut, resampled and degraded on the fly."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from restorekit.datasets import DATASETS
+from restorekit.datasets.base import (
+    MAX_CONSECUTIVE_FAILURES, SkipUnreadable, check_rate, check_roots, check_segment, load_segment, make_item,
+    pick_offset, stem_name,
+)
+from restorekit.datasets.manifest import Manifest, read_manifest
+from restorekit.errors import AudioError, DataError
+
+
+def build_chain(node: Any, where: str) -> Any:
+    """The degradation chain a config node selects (None: no degradation, degraded == clean)."""
+    if node is None:
+        return None
+    from restorekit.augmentations import AUGMENTATIONS  # below datasets in the import order
+
+    return AUGMENTATIONS.build(node, where=where)
+
+
+class CorpusIndex:
+    """Rows kept from one or more manifests, as (manifest number, row) arrays: no per-file objects."""
+
+    def __init__(self, manifests: list[Manifest], keep: list[np.ndarray]) -> None:
+        self.manifests = manifests
+        self.source = np.concatenate([np.full(int(k.sum()), i, dtype=np.int32) for i, k in enumerate(keep)])
+        self.row = np.concatenate([np.flatnonzero(k) for k in keep]).astype(np.int64)
+        self.durations = np.concatenate([m.durations[k] for m, k in zip(manifests, keep)])
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def file(self, i: int) -> tuple[Path, str]:
+        m = self.manifests[int(self.source[i])]
+        return m.root, m.path(int(self.row[i]))
+
+    def subset(self, count: int) -> None:
+        """Keep ``count`` rows spread evenly over the corpus (a fixed validation subset)."""
+        pick = np.unique(np.linspace(0, len(self) - 1, num=min(count, len(self))).round().astype(np.int64))
+        self.source, self.row, self.durations = self.source[pick], self.row[pick], self.durations[pick]
+
+
+@DATASETS.register("degraded_speech")
+class DegradedSpeech(Dataset):
+    """Clean speech degraded on the fly -> clean/degraded float32 (time,) at sample_rate Hz, equal length.
+
+    ``roots``: folders, each indexed by a metadata.csv (written on first use if absent).
+    Files outside [min_duration, max_duration] s are left out. Each item is a
+    ``segment_seconds`` window (null: whole file) resampled to ``sample_rate`` and mono, then
+    degraded by the ``degradations`` chain node; ``degradations`` lists what was applied.
+    ``short``: clips shorter than a segment are zero-padded (pad) or left out (drop).
+    Training draws windows and degradations from (seed, epoch, index); ``validation`` fixes
+    them per index (centred window, epoch 0). ``num_items`` keeps an evenly spread subset.
+    """
+
+    def __init__(self, roots: list[str] | str, sample_rate: int, degradations: dict | None = None,
+                 segment_seconds: float | None = 4.0, min_duration: float = 0.0, max_duration: float | None = None,
+                 short: str = "pad", validation: bool = False, seed: int = 0, num_items: int | None = None,
+                 build_manifest: bool = True) -> None:
+        where = "degraded_speech"
+        self.sample_rate = check_rate(sample_rate, where)
+        check_segment(segment_seconds, short, where)
+        self.segment_seconds, self.validation, self.seed, self.epoch = segment_seconds, validation, int(seed), 0
+        manifests = [read_manifest(r, build_missing=build_manifest) for r in check_roots(roots, where)]
+        self.index = CorpusIndex(manifests, [self._keep(m, min_duration, max_duration, short) for m in manifests])
+        if num_items is not None:
+            self.index.subset(int(num_items))
+        if len(self.index) == 0:
+            raise DataError(self._empty_message(manifests, min_duration, max_duration, short))
+        self.chain = build_chain(degradations, f"{where}.degradations")
+        self.skips = SkipUnreadable(where)
+
+    def _keep(self, m: Manifest, lo: float, hi: float | None, short: str) -> np.ndarray:
+        keep = m.durations >= lo
+        if hi is not None:
+            keep &= m.durations <= hi
+        if short == "drop" and self.segment_seconds is not None:
+            keep &= m.durations >= self.segment_seconds
+        return keep
+
+    def _empty_message(self, manifests: list[Manifest], lo: float, hi: float | None, short: str) -> str:
+        total = sum(len(m) for m in manifests)
+        roots = ", ".join(str(m.root) for m in manifests)
+        if total == 0:
+            return f"degraded_speech: no audio indexed in {roots}; add audio files and rebuild metadata.csv"
+        return (f"degraded_speech: none of the {total} files in {roots} is within min_duration={lo}, "
+                f"max_duration={hi} s (short={short}, segment_seconds={self.segment_seconds}); relax the limits")
+
+    def set_epoch(self, epoch: int) -> None:
+        """New windows and degradations each epoch (training mode only)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"degraded_speech has {len(self)} items, asked for {index}")
+        # A file that fails (stale metadata.csv, corrupt data) is reported and the next one used.
+        for step in range(MAX_CONSECUTIVE_FAILURES):
+            j = (index + step) % len(self)
+            root, rel = self.index.file(j)
+            try:
+                item = self._item(index, j, root, rel)
+            except AudioError as exc:
+                self.skips.failed(root / rel, exc)
+                continue
+            self.skips.ok()
+            return item
+        raise AssertionError("unreachable: SkipUnreadable raises first")
+
+    def _item(self, index: int, j: int, root: Path, rel: str) -> dict[str, Any]:
+        from restorekit.augmentations.chain import sample_rng
+
+        rng = sample_rng(self.seed, 0 if self.validation else self.epoch, index)
+        offset = pick_offset(float(self.index.durations[j]), self.segment_seconds, None if self.validation else rng)
+        clean = load_segment(root / rel, self.sample_rate, offset, self.segment_seconds)
+        if self.chain is None:
+            return make_item(clean, clean.copy(), self.sample_rate, stem_name(rel), [])
+        degraded, params = self.chain(clean, self.sample_rate, rng)
+        return make_item(clean, degraded, self.sample_rate, stem_name(rel), params.get("applied", []))
+
+
