@@ -1,0 +1,130 @@
+"""The Miipher-2 feature cleaner: parallel adapters inside a frozen SSL encoder.
+
+Where the adapter sits (our reading of the Miipher-2 figure, which places it beside the FFN):
+- w2v-BERT conformer layers have two half-step FFNs (ffn1 ... ffn2). The adapter runs in
+  parallel with ``ffn2``, the FFN that closes the block, so it sees the output of attention and
+  convolution and its correction reaches the next layer directly; its output is added to the
+  FFN's output (and so shares the FFN's 0.5 half-step scale).
+- HuBERT / WavLM transformer layers have one FFN, ``feed_forward``; the adapter runs beside it.
+- The LayerNorm that closes each block (``final_layer_norm``) gets a trainable copy, used while
+  adapters are on; the frozen original is kept for ``target``, so the target features are the
+  untouched encoder's.
+The adapters' output layers start at zero, so an untrained cleaner returns exactly the frozen
+encoder's features.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from restorekit.errors import ConfigError
+from restorekit.models import MODELS
+from restorekit.models.ssl import SSLEncoder
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+_FFN_NAMES = ("ffn2", "feed_forward")  # first one a layer has is the one we wrap
+
+
+class Adapter(nn.Module):
+    """Linear d->bottleneck, activation, Linear bottleneck->d; the output layer starts at zero."""
+
+    def __init__(self, dim: int, bottleneck: int, activation: str) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, bottleneck)
+        self.act = _ACTIVATIONS[activation]()
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(x)))
+
+
+class _Switch:
+    """Shared on/off flag for all adapters of one cleaner."""
+
+    def __init__(self) -> None:
+        self.on = True
+
+
+class ParallelFFN(nn.Module):
+    """A frozen FFN with a trainable adapter beside it: ffn(x) + adapter(x) while the switch is on."""
+
+    def __init__(self, ffn: nn.Module, adapter: Adapter, switch: _Switch) -> None:
+        super().__init__()
+        self.ffn, self.adapter, self._switch = ffn, adapter, switch
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = self.ffn(x, *args, **kwargs)
+        return out + self.adapter(x) if self._switch.on else out
+
+
+class SwitchedNorm(nn.Module):
+    """The block's closing LayerNorm: a trainable copy while adapters are on, the frozen original off."""
+
+    def __init__(self, frozen: nn.LayerNorm, switch: _Switch) -> None:
+        super().__init__()
+        self.frozen, self.trainable, self._switch = frozen, copy.deepcopy(frozen), switch
+        self.trainable.requires_grad_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainable(x) if self._switch.on else self.frozen(x)
+
+
+@MODELS.register("parallel_adapter_cleaner")
+class ParallelAdapterCleaner(nn.Module):
+    """Miipher-2 feature cleaner: degraded wave (B, T) at sr Hz -> cleaned SSL features (B, frames, dim).
+
+    ``encoder`` is an SSL encoder node (``{name: w2v_bert2, args: {...}}``); an adapter
+    (Linear dim->``bottleneck``, ``activation``, Linear bottleneck->dim, output layer zero-init)
+    runs beside the FFN of every layer up to the encoder's ``layer``, and each block's closing
+    LayerNorm is a trainable copy. Only adapters and those norms train. ``target(wave, sr)`` gives
+    the frozen encoder's features (adapters off), the clean-speech training target.
+    """
+
+    def __init__(self, encoder: Mapping[str, Any], bottleneck: int = 1024, activation: str = "relu") -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(
+                f"parallel_adapter_cleaner: activation '{activation}' is unknown; use one of {sorted(_ACTIVATIONS)}"
+            )
+        self.encoder = MODELS.build(encoder, where="models.feature_cleaner.args.encoder")
+        if not isinstance(self.encoder, SSLEncoder):
+            raise ConfigError("models.feature_cleaner.args.encoder must name an SSL encoder (w2v_bert2, hubert, wavlm)")
+        self._switch = _Switch()
+        for layer in self.encoder.model.encoder.layers:
+            self._wrap_layer(layer, bottleneck, activation)
+        self.feature_dim, self.frame_rate = self.encoder.feature_dim, self.encoder.frame_rate
+
+    def _wrap_layer(self, layer: nn.Module, bottleneck: int, activation: str) -> None:
+        name = next((n for n in _FFN_NAMES if hasattr(layer, n)), None)
+        assert name is not None, f"{type(layer).__name__} has none of the FFN modules {_FFN_NAMES}"
+        adapter = Adapter(self.encoder.feature_dim, bottleneck, activation)
+        setattr(layer, name, ParallelFFN(getattr(layer, name), adapter, self._switch))
+        layer.final_layer_norm = SwitchedNorm(layer.final_layer_norm, self._switch)
+
+    def num_frames(self, num_samples: int, sr: int) -> int:
+        """Feature frames produced for ``num_samples`` samples at ``sr`` Hz."""
+        return self.encoder.num_frames(num_samples, sr)
+
+    def forward(self, wave: torch.Tensor, sr: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(wave, sr, lengths)
+
+    @torch.no_grad()
+    def target(self, wave: torch.Tensor, sr: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of the frozen encoder (adapters and trainable norms off), without gradient."""
+        with self.adapters_off():
+            return self.encoder(wave, sr, lengths)
+
+    @contextlib.contextmanager
+    def adapters_off(self) -> Iterator[None]:
+        self._switch.on = False
+        try:
+            yield
+        finally:
+            self._switch.on = True

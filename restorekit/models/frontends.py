@@ -1,0 +1,105 @@
+"""Batched torch front ends that turn 16 kHz audio into what an SSL encoder reads.
+
+transformers' feature extractors work on numpy arrays one utterance at a time on the CPU; the
+encoders here need the same numbers batched on the model's device, so the w2v-BERT fbank is
+re-implemented in torch (no library provides it batched on device). The mel filter bank and the
+Povey window come from ``transformers.audio_utils`` so the constants are exactly the extractor's.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SSL_SAMPLE_RATE = 16_000
+
+
+def valid_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
+    """(B, size) bool, True on valid positions; all True when ``lengths`` is None."""
+    if lengths is None:
+        return torch.ones(batch, size, dtype=torch.bool, device=device)
+    return torch.arange(size, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+class W2vBertFbank(nn.Module):
+    """w2v-BERT 2.0 / SeamlessM4T input: 80-bin Kaldi fbank, per-utterance mean/variance
+    normalisation, two frames stacked into one (160-d at 50 Hz). Wave (B, T) at 16 kHz ->
+    (features (B, frames, 160), mask (B, frames)).
+
+    Matches ``SeamlessM4TFeatureExtractor`` (frame 400, hop 160, FFT 512, pre-emphasis 0.97,
+    DC removal, 16-bit scaling, mel floor 1.19e-7, ddof=1 variance, odd frame counts padded
+    with one zero frame before stacking).
+    """
+
+    frame_length, hop_length, fft_length, stride = 400, 160, 512, 2
+
+    def __init__(self, num_mel_bins: int = 80) -> None:
+        super().__init__()
+        from transformers.audio_utils import mel_filter_bank, window_function
+
+        mel = mel_filter_bank(
+            num_frequency_bins=257, num_mel_filters=num_mel_bins, min_frequency=20,
+            max_frequency=SSL_SAMPLE_RATE // 2, sampling_rate=SSL_SAMPLE_RATE, norm=None,
+            mel_scale="kaldi", triangularize_in_mel_space=True,
+        )
+        self.register_buffer("mel", torch.from_numpy(mel).float(), persistent=False)
+        window = window_function(self.frame_length, "povey", periodic=False)
+        self.register_buffer("window", torch.from_numpy(window).float(), persistent=False)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Stacked frames the extractor gives for ``num_samples`` at 16 kHz."""
+        raw = max(0, 1 + (num_samples - self.frame_length) // self.hop_length)
+        return (raw + 1) // 2
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, raw_frames, 80) Kaldi-style log mel (float64 inside, like the extractor)."""
+        frames = (wave.double() * 32768.0).unfold(-1, self.frame_length, self.hop_length)
+        frames = frames - frames.mean(-1, keepdim=True)
+        # Kaldi pre-emphasis within each frame; its first sample is scaled by (1 - 0.97).
+        frames = torch.cat([frames[..., :1] * 0.03, frames[..., 1:] - 0.97 * frames[..., :-1]], -1)
+        spec = torch.fft.rfft(frames * self.window.double(), n=self.fft_length).abs().square()
+        return torch.matmul(spec, self.mel.double()).clamp_min(1.192092955078125e-07).log()
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.log_mel(wave)
+        raw_lengths = None
+        if lengths is not None:
+            raw_lengths = ((lengths - self.frame_length) // self.hop_length + 1).clamp_min(1)
+        mask = valid_mask(raw_lengths, feats.shape[1], feats.shape[0], feats.device)
+        feats = self._normalise(feats, mask)
+        return self._stack(feats.float(), mask)
+
+    @staticmethod
+    def _normalise(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask[..., None].to(feats.dtype)
+        n = m.sum(1, keepdim=True)
+        mean = (feats * m).sum(1, keepdim=True) / n
+        var = ((feats - mean).square() * m).sum(1, keepdim=True) / (n - 1).clamp_min(1)
+        return (feats - mean) / (var + 1e-7).sqrt() * m
+
+    def _stack(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if feats.shape[1] % self.stride:
+            feats = nn.functional.pad(feats, (0, 0, 0, 1))
+            mask = nn.functional.pad(mask, (0, 1))
+        b, t, c = feats.shape
+        # the extractor keeps the mask of the second frame of each pair
+        return feats.reshape(b, t // 2, c * 2), mask[:, 1::2]
+
+
+class WaveformInput(nn.Module):
+    """HuBERT / WavLM input: the 16 kHz waveform itself, optionally normalised to zero mean and
+    unit variance per utterance (``Wav2Vec2FeatureExtractor(do_normalize=True)``, used by the
+    large checkpoints). Wave (B, T) -> (wave (B, T), sample mask (B, T))."""
+
+    def __init__(self, normalize: bool = False) -> None:
+        super().__init__()
+        self.normalize = normalize
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = valid_mask(lengths, wave.shape[1], wave.shape[0], wave.device)
+        if not self.normalize:
+            return wave * mask, mask
+        m = mask.to(wave.dtype)
+        n = m.sum(1, keepdim=True)
+        mean = (wave * m).sum(1, keepdim=True) / n
+        var = ((wave - mean).square() * m).sum(1, keepdim=True) / n
+        return (wave - mean) / (var + 1e-7).sqrt() * m, mask
