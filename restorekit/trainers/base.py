@@ -1,0 +1,690 @@
+"""BaseTrainer: the step loop and everything common to all training stages.
+
+A stage subclass implements only what differs (DESIGN.md §5):
+
+- ``required_roles`` / ``trainable_roles`` / ``optimizer_roles``: which ``models.<role>`` it
+  needs, which of them learn, and which optimizer (``trainer.args.optimizers.<group>``)
+  updates which roles;
+- ``train_step(batch) -> dict[str, float]``: forward passes and losses of one micro-batch,
+  calling ``self.backward(loss, group)`` and ``self.optimizer_step(group)``;
+- ``synthesize(batch)``: waveforms for validation (or ``None`` when the stage makes none),
+  and optionally ``valid_losses(batch)``.
+
+The base owns building components from the config, DDP under torchrun (forward passes go
+through the DDP wrapper), mixed precision, gradient accumulation and per-optimizer clipping,
+the EMA of the generator, schedulers, checkpoints and exact resume, SIGINT/SIGTERM handling,
+validation with the metric suite, logging and the stage's export.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import time
+import zlib
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from restorekit.config import save_config, to_plain
+from restorekit.errors import CheckpointError, ConfigError
+from restorekit.registry import suggest
+from restorekit.trainers import checkpoint, distributed
+from restorekit.trainers.data import ResumableSampler
+from restorekit.trainers.ema import EMA
+from restorekit.trainers.validation import Validator
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainerArgs:
+    """``trainer.args`` read by every trainer (stages add their own fields)."""
+
+    max_steps: int = 1000
+    grad_accum: int = 1
+    log_every: int = 50
+    valid_every: int = 0  # 0: validate once, at the end
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    ema_decay: float | None = 0.999  # null or 0: no EMA
+    ema_start: int = 0
+    num_audio_samples: int = 2
+    max_valid_items: int = 0  # 0: the whole validation set
+    optimizers: dict = field(default_factory=dict)
+    init_from: dict = field(default_factory=dict)  # role -> export folder
+    find_unused_parameters: bool = False
+    record_items: bool = False  # write the item names each rank trained on (audit, tests)
+    export: bool = True
+
+
+@dataclass
+class LossTerm:
+    """One entry of the config's loss list, built."""
+
+    name: str
+    key: str  # log key, loss/<name>
+    weight: float
+    fn: nn.Module
+
+
+@dataclass
+class OptimGroup:
+    """An optimizer, its scheduler, the roles it updates and its clipping threshold."""
+
+    name: str
+    roles: list[str]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    grad_clip: float | None
+    params: list[nn.Parameter]
+
+
+def parse_args(cls: type, node: Any, where: str) -> Any:
+    """A dataclass of ``cls`` from a config node; unknown keys are errors with a suggestion."""
+    values = to_plain(node) or {}
+    names = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in names:
+            raise ConfigError(
+                f"{where}.{key} is not a setting of this trainer.{suggest(key, names)} "
+                f"Settings: {', '.join(names)}"
+            )
+    return cls(**values)
+
+
+def role_seed(seed: int, role: str) -> int:
+    """A per-role seed: a role initialises identically whatever else the config builds."""
+    return (int(seed) + zlib.crc32(role.encode())) % (2**31)
+
+
+class BaseTrainer(ABC):
+    """Template-method trainer; see the module docstring for what a stage implements."""
+
+    Args: ClassVar[type] = TrainerArgs
+    required_roles: ClassVar[tuple[str, ...]] = ()
+    trainable_roles: ClassVar[tuple[str, ...]] = ()
+    ema_role: ClassVar[str | None] = None  # the generator whose weights are averaged and exported
+    export_roles: ClassVar[tuple[str, ...]] = ()
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "BaseTrainer":
+        return cls(cfg)
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.name = str(cfg.trainer.name)
+        self.args = parse_args(self.Args, cfg.trainer.get("args"), "trainer.args")
+        self._check_args()
+        self.check_roles()
+        self.check_inputs()  # stage-specific checks of paths etc., before anything heavy
+        self.resume_from = self._resume_folder()
+        self._setup_runtime()
+        self.models = self.build_models()
+        self.losses = self.build_losses()
+        self.optim = self.build_optimizers()
+        self.ema = self._build_ema()
+        self.wrapped = self._wrap_ddp()
+        self.train_loader, self.sampler = self.build_train_data()
+        self.validator = Validator(self)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.callbacks: list[Callable[["BaseTrainer"], None]] = []
+        self._stop_signal: int | None = None
+        if self.resume_from is not None:
+            self.load_checkpoint(self.resume_from)
+        self.logger = self._build_logger()
+
+    # roles that the config must provide (models.<role>) or that init_from provides
+    def roles(self) -> list[str]:
+        return list(self.required_roles)
+
+    def optimizer_roles(self) -> dict[str, list[str]]:
+        """Optimizer group -> roles it updates; default: one 'generator' over trainable roles."""
+        return {"generator": [r for r in self.roles() if r in self.trainable_roles]}
+
+    def check_inputs(self) -> None:
+        """Stage-specific checks run before anything is built (override)."""
+        for role, path in self.args.init_from.items():
+            export = Path(str(path)).expanduser()
+            if not (export / "config.yaml").is_file():
+                raise CheckpointError(
+                    f"trainer.args.init_from.{role}: no export at {export} (missing config.yaml); "
+                    "run the stage that writes it first, or fix the path"
+                )
+
+    def check_roles(self) -> None:
+        models = self.cfg.get("models") or {}
+        have = set(models.keys()) | set(self.args.init_from.keys())
+        missing = [r for r in self.roles() if r not in have]
+        if missing:
+            raise ConfigError(
+                f"trainer '{self.name}' needs models.{missing[0]} but the config has none "
+                f"(roles it needs: {', '.join(self.roles())}; config has: {', '.join(sorted(have)) or 'none'}); "
+                f"add models.{missing[0]}: {{name: ..., args: {{...}}}}"
+            )
+
+    def _check_args(self) -> None:
+        a = self.args
+        for key in ("max_steps", "grad_accum", "log_every", "ckpt_every"):
+            if int(getattr(a, key)) < 1:
+                raise ConfigError(f"trainer.args.{key} must be >= 1, got {getattr(a, key)}")
+        if a.ema_decay and not 0.0 < float(a.ema_decay) < 1.0:
+            raise ConfigError(f"trainer.args.ema_decay must be in (0, 1) or null, got {a.ema_decay}")
+
+    def _resume_folder(self) -> Path | None:
+        path = self.cfg.trainer.get("ckpt_dir")
+        return checkpoint.resolve(path) if path else None
+
+    def _setup_runtime(self) -> None:
+        exp = self.cfg.exp
+        device = str(exp.get("device", "auto"))
+        if device not in DEVICES:
+            raise ConfigError(f"exp.device must be one of {', '.join(DEVICES)}, got '{device}'")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("exp.device is 'cuda' but no CUDA device is visible; use exp.device=cpu or auto")
+        dtype = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.dist = distributed.init(dtype)
+        self.device = torch.device(f"cuda:{self.dist.local_rank}" if dtype == "cuda" else "cpu")
+        self.precision = self._precision(str(exp.get("precision", "auto")))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.seed = int(exp.get("seed", 0))
+        self.output_dir = Path(str(exp.get("output_dir") or f"runs/{exp.get('name', 'run')}"))
+        self.is_main = self.dist.is_main
+
+    def _precision(self, precision: str) -> str:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"exp.precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+        if precision == "auto":  # bf16 autocast on GPU, full precision on CPU
+            return "bf16" if self.device.type == "cuda" else "fp32"
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("exp.precision=fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+        return precision
+
+    def seed_everything(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+        torch.manual_seed(seed)
+
+    # ----------------------------------------------------------------- components
+    def build_models(self) -> dict[str, nn.Module]:
+        from restorekit.models import MODELS
+
+        models: dict[str, nn.Module] = {}
+        for role in self.roles():
+            if role in self.args.init_from:
+                models[role] = self.load_role_from_export(role, self.args.init_from[role])
+            else:
+                self.seed_everything(role_seed(self.seed, role))
+                models[role] = MODELS.build(self.cfg.models[role], where=f"models.{role}")
+            models[role].to(self.device)
+            if role not in self.trainable_roles:
+                models[role].requires_grad_(False).eval()
+        self.seed_everything(self.seed + self.dist.rank)  # training randomness differs per rank
+        return models
+
+    def load_role_from_export(self, role: str, path: str) -> nn.Module:
+        from restorekit.models.export import load_export
+
+        modules = load_export(str(path))
+        if role not in modules:
+            raise CheckpointError(
+                f"trainer.args.init_from.{role}: export {path} has no '{role}' "
+                f"(it holds: {', '.join(sorted(modules))}); point it at the export of the stage that trains {role}"
+            )
+        return modules[role]
+
+    def build_losses(self) -> list[LossTerm]:
+        from restorekit.losses import LOSSES
+
+        terms, seen = [], defaultdict(int)
+        for i, node in enumerate(self.cfg.get("losses") or []):
+            where = f"losses[{i}]"
+            if "weight" not in node:
+                raise ConfigError(f"{where} ({node.get('name')}) has no weight; add weight: <number> (0 = log only)")
+            fn = LOSSES.build(node, where=where, extra_keys=("weight",)).to(self.device)
+            name = str(node["name"])
+            seen[name] += 1
+            key = f"loss/{name}" if seen[name] == 1 else f"loss/{name}_{seen[name]}"
+            terms.append(LossTerm(name, key, float(node["weight"]), fn))
+        return terms
+
+    def build_optimizers(self) -> dict[str, OptimGroup]:
+        from restorekit.optim import OPTIMIZERS, SCHEDULERS
+
+        groups = {}
+        for group, roles in self.optimizer_roles().items():
+            where = f"trainer.args.optimizers.{group}"
+            node = self.args.optimizers.get(group)
+            if node is None:
+                raise ConfigError(
+                    f"{where} is missing: trainer '{self.name}' updates {', '.join(roles)} with an optimizer "
+                    f"named '{group}'; add {where}: {{name: adamw, args: {{lr: 2.0e-4}}}}"
+                )
+            params = [p for r in roles for p in self.models[r].parameters() if p.requires_grad]
+            opt = OPTIMIZERS.build(node, where=where, extra_keys=("grad_clip", "scheduler"), params=params)
+            sched_node = node.get("scheduler") or {"name": "constant"}
+            sched = SCHEDULERS.build(sched_node, where=f"{where}.scheduler", optimizer=opt)
+            clip = node.get("grad_clip")
+            groups[group] = OptimGroup(group, roles, opt, sched, float(clip) if clip else None, params)
+        return groups
+
+    def _build_ema(self) -> EMA | None:
+        if not self.args.ema_decay or self.ema_role is None:
+            return None
+        return EMA(self.models[self.ema_role], float(self.args.ema_decay), int(self.args.ema_start))
+
+    def _wrap_ddp(self) -> dict[str, nn.Module]:
+        wrapped: dict[str, nn.Module] = dict(self.models)
+        if not self.dist.enabled:
+            return wrapped
+        for role in self.trainable_roles:
+            module = self.models[role]
+            if any(p.requires_grad for p in module.parameters()):
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                wrapped[role] = DDP(module, device_ids=ids, find_unused_parameters=self.args.find_unused_parameters)
+        return wrapped
+
+    def build_dataset(self, node: Any, where: str, validation: bool = False) -> Any:
+        from restorekit.datasets import DATASETS
+
+        entry = DATASETS.entry(str(node.get("name")), where)
+        accepted = {p.name for p in entry.params()}
+        args = node.get("args") or {}
+        injected = {}
+        if "sample_rate" in accepted and "sample_rate" not in args and "sample_rate" in self.cfg.data:
+            injected["sample_rate"] = int(self.cfg.data.sample_rate)
+        if validation and "validation" in accepted and "validation" not in args:
+            injected["validation"] = True
+        return DATASETS.build(node, where=where, **injected)
+
+    def build_train_data(self) -> tuple[torch.utils.data.DataLoader, ResumableSampler]:
+        from restorekit.datasets.collate import collate
+
+        data = self.cfg.get("data")
+        if data is None or data.get("train") is None:
+            raise ConfigError("data.train is missing: add data.train: {name: <dataset>, args: {...}}")
+        dataset = self.build_dataset(data.train, "data.train")
+        batch = int(data.get("batch_size", 1))
+        if len(dataset) < batch * self.dist.world_size:
+            raise ConfigError(
+                f"data.train has {len(dataset)} items, fewer than data.batch_size ({batch}) x "
+                f"{self.dist.world_size} process(es); lower data.batch_size or add data"
+            )
+        sampler = ResumableSampler(dataset, self.dist.world_size, self.dist.rank, seed=self.seed)
+        # A loader-owned generator (re-seeded each epoch) keeps iterator creation from drawing on
+        # the global RNG, which would make a resumed run's randomness differ.
+        self._loader_rng = torch.Generator()
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch, sampler=sampler, num_workers=int(data.get("num_workers", 0)),
+            collate_fn=collate, drop_last=True, pin_memory=self.device.type == "cuda",
+            generator=self._loader_rng,
+        )
+        return loader, sampler
+
+    def _build_logger(self) -> Any:
+        from restorekit.loggers import MultiLogger, build_loggers
+
+        if not self.is_main:
+            return MultiLogger([])
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.output_dir)
+        logger = build_loggers(self.cfg.exp.get("logger"), self.output_dir)
+        logger.log_config(to_plain(self.cfg))
+        return logger
+
+    # ----------------------------------------------------------------- helpers for stages
+    def model(self, role: str) -> nn.Module:
+        """The module to run forward passes through (the DDP wrapper when distributed)."""
+        return self.wrapped[role]
+
+    def raw(self, role: str) -> nn.Module:
+        """The unwrapped module (its own methods, or passes that must not sync gradients)."""
+        return self.models[role]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for forward passes, as exp.precision says (a no-op for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @contextlib.contextmanager
+    def frozen(self, *roles: str) -> Iterator[None]:
+        """Roles whose parameters get no gradient inside the block (e.g. D in the G step)."""
+        states = {r: [p.requires_grad for p in self.models[r].parameters()] for r in roles}
+        for r in roles:
+            self.models[r].requires_grad_(False)
+        try:
+            yield
+        finally:
+            for r in roles:
+                for p, flag in zip(self.models[r].parameters(), states[r]):
+                    p.requires_grad_(flag)
+
+    def weighted_losses(self, terms: list[LossTerm], *inputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum of weight x loss(*inputs) in float32; weight 0 is computed and logged only."""
+        inputs = tuple(_to_float(x) for x in inputs)
+        total = torch.zeros((), device=self.device)
+        scalars = {}
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            for t in terms:
+                with torch.no_grad() if t.weight == 0 else contextlib.nullcontext():
+                    value = t.fn(*inputs)
+                if t.weight != 0:
+                    total = total + t.weight * value
+                scalars[t.key] = float(value.detach())
+        return total, scalars
+
+    def backward(self, loss: torch.Tensor, group: str) -> None:
+        """Backpropagate ``loss`` for optimizer ``group``, scaled for gradient accumulation."""
+        assert group in self.optim, f"unknown optimizer group '{group}' (have {sorted(self.optim)})"
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            self.scaler.scale(loss / self.args.grad_accum).backward()
+
+    def optimizer_step(self, group: str) -> None:
+        """Step ``group``'s optimizer at the last micro-batch of an accumulation window."""
+        if not self._last_micro:
+            return
+        g = self.optim[group]
+        self.scaler.unscale_(g.optimizer)
+        max_norm = g.grad_clip if g.grad_clip else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(g.params, max_norm)
+        self.scaler.step(g.optimizer)
+        g.scheduler.step()
+        g.optimizer.zero_grad(set_to_none=True)
+        self._step_scalars[f"grad/{group}_norm"] = float(norm)
+        self._stepped.add(group)
+
+    # ----------------------------------------------------------------- what stages implement
+    @abstractmethod
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Losses of one micro-batch; calls ``self.backward`` and ``self.optimizer_step``; returns scalars."""
+
+    def synthesize(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int] | None:
+        """Restored waveforms ``(B, samples)`` and their rate, or None when the stage makes none."""
+        return None
+
+    def valid_losses(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Scalars computed on a validation batch (log keys), e.g. the stage's own losses."""
+        return {}
+
+    def export(self, folder: Path) -> None:
+        """Write the stage's export (weights with the EMA swapped in, plus the config)."""
+        from restorekit.models.export import save_export
+
+        save_export(str(folder), self.export_config(), {r: self.models[r] for r in self.export_roles})
+
+    def export_config(self) -> DictConfig:
+        return self.cfg
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> Path | None:
+        """Train to ``max_steps``; returns the export folder (None when interrupted)."""
+        try:
+            with self._signal_handlers():
+                finished = self._loop()
+            return self._finish(finished)
+        finally:
+            self.logger.close()
+
+    def _loop(self) -> bool:
+        batches = self._batches()
+        window: dict[str, list[float]] = defaultdict(list)
+        tick = time.perf_counter()
+        while self.step < self.args.max_steps:
+            scalars = self._train_window([next(batches) for _ in range(self.args.grad_accum)])
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.step)
+            for k, v in scalars.items():
+                window[k].append(v)
+            for cb in self.callbacks:
+                cb(self)
+            if self.step % self.args.log_every == 0:
+                tick = self._log_window(window, tick)
+            if self._stop_requested():
+                return False
+            self._periodic()
+        return True
+
+    def _periodic(self) -> None:
+        if self.args.valid_every and self.step % self.args.valid_every == 0 and self.step < self.args.max_steps:
+            self.validate()
+        if self.step % self.args.ckpt_every == 0:
+            self.save_checkpoint()
+
+    def _finish(self, finished: bool) -> Path | None:
+        if not finished:
+            path = self.save_checkpoint()
+            if self.is_main:
+                print(f"stopped by signal at step {self.step}; checkpoint {path}; "
+                      f"resume with trainer.ckpt_dir={self.output_dir / 'ckpt'}", flush=True)
+            distributed.shutdown()
+            return None
+        if self.step % self.args.ckpt_every != 0:
+            self.save_checkpoint()
+        self.validate()
+        folder = self._write_export() if self.args.export else None
+        distributed.shutdown()
+        return folder
+
+    def _write_export(self) -> Path:
+        folder = self.output_dir / "export"
+        if self.is_main:
+            with self.ema.swapped_in() if self.ema else contextlib.nullcontext():
+                self.export(folder)
+            print(f"export written to {folder}", flush=True)
+        distributed.barrier()
+        return folder
+
+    def _train_window(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
+        self._stepped: set[str] = set()
+        self._step_scalars: dict[str, float] = {}
+        totals: dict[str, float] = defaultdict(float)
+        for role in self.trainable_roles:
+            self.models[role].train()
+        for i, batch in enumerate(micro_batches):
+            self._last_micro = i == len(micro_batches) - 1
+            with self._no_sync_unless(self._last_micro):
+                scalars = self.train_step(self.to_device(batch))
+            for k, v in scalars.items():
+                totals[k] += float(v) / len(micro_batches)
+        for group in self.optim:
+            if group not in self._stepped:  # a stage that left stepping to the base
+                self.optimizer_step(group)
+        self.scaler.update()
+        for name, g in self.optim.items():
+            totals[f"lr/{name}"] = g.optimizer.param_groups[0]["lr"]
+        return {**totals, **self._step_scalars}
+
+    def _no_sync_unless(self, sync: bool) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        if not sync:
+            for m in self.wrapped.values():
+                if isinstance(m, DDP):
+                    stack.enter_context(m.no_sync())
+        return stack
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        batch_size = self.train_loader.batch_size
+        while True:
+            self.sampler.set_position(self.epoch, self.batch_in_epoch * batch_size)
+            self._loader_rng.manual_seed(self.seed * 100_003 + self.epoch * 101 + self.dist.rank)
+            dataset = self.train_loader.dataset
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(self.epoch)
+            for batch in self.train_loader:
+                self.batch_in_epoch += 1
+                self._record_items(batch)
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _record_items(self, batch: dict[str, Any]) -> None:
+        if not self.args.record_items:
+            return
+        folder = self.output_dir / "items"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"rank{self.dist.rank}.txt", "a", encoding="utf-8") as fh:
+            fh.writelines(f"{self.step}\t{n}\n" for n in batch.get("names", []))
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _log_window(self, window: dict[str, list[float]], tick: float) -> float:
+        now = time.perf_counter()
+        scalars = {k: float(np.mean(v)) for k, v in window.items()}
+        scalars["perf/steps_per_s"] = len(next(iter(window.values()), [0])) / max(now - tick, 1e-9)
+        scalars = distributed.mean_scalars(scalars, self.device)
+        self.logger.log_scalars(scalars, self.step)
+        window.clear()
+        return now
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> dict[str, float]:
+        """Synthesize the validation set (rank 0, EMA weights), score it, log it."""
+        scalars: dict[str, float] = {}
+        if self.is_main:
+            for m in self.models.values():
+                m.eval()
+            # validation must not move the training RNG, or a resumed run would diverge
+            with _rng_preserved(), self.ema.swapped_in() if self.ema else contextlib.nullcontext():
+                scalars = self.validator.run(self.step)
+        distributed.barrier()
+        return scalars
+
+    # ----------------------------------------------------------------- signals
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be installed from the main thread
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, self._on_signal)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops without waiting for the checkpoint
+        self._stop_signal = signum
+        if self.is_main:
+            print(f"received {signal.Signals(signum).name}: saving a checkpoint after this step", flush=True)
+
+    def _stop_requested(self) -> bool:
+        return distributed.any_true(self._stop_signal is not None, self.device)
+
+    # ----------------------------------------------------------------- checkpoints
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """Trainable weights and buffers of trainable roles, keyed ``<role>.<name>``."""
+        state = {}
+        for role in self.trainable_roles:
+            module = self.models[role]
+            keep = {n for n, p in module.named_parameters() if p.requires_grad}
+            keep |= {n for n, _ in module.named_buffers()}
+            for name, tensor in module.state_dict().items():
+                if name in keep:
+                    state[f"{role}.{name}"] = tensor
+        return state
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "optimizers": {k: g.optimizer.state_dict() for k, g in self.optim.items()},
+            "schedulers": {k: g.scheduler.state_dict() for k, g in self.optim.items()},
+            "scaler": self.scaler.state_dict(),
+            "rng": distributed.gather_objects(_rng_state()),
+            "world_size": self.dist.world_size,
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write a complete checkpoint (rank 0); every rank contributes its RNG state."""
+        state = self.training_state()  # collective: all ranks take part
+        folder = self.output_dir / "ckpt" / checkpoint.step_name(self.step)
+        if self.is_main:
+            folder = checkpoint.save(
+                self.output_dir / "ckpt", self.step, self.model_state(), state, self.cfg,
+                ema=self.ema.state_dict() if self.ema else None, keep_last=self.args.keep_last,
+            )
+        distributed.barrier()
+        return folder
+
+    def load_checkpoint(self, folder: Path) -> None:
+        data = checkpoint.load(folder)
+        self._load_model_state(data["models"], folder)
+        st = data["state"]
+        for k, g in self.optim.items():
+            g.optimizer.load_state_dict(st["optimizers"][k])
+            g.scheduler.load_state_dict(st["schedulers"][k])
+        self.scaler.load_state_dict(st["scaler"])
+        if self.ema is not None and data["ema"] is not None:
+            self.ema.load_state_dict(data["ema"])
+        self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        rng = st["rng"]
+        if len(rng) == self.dist.world_size:  # a different world size cannot replay exactly
+            _set_rng_state(rng[self.dist.rank])
+        if self.is_main:
+            print(f"resumed from {folder} at step {self.step}", flush=True)
+
+    def _load_model_state(self, tensors: Mapping[str, torch.Tensor], folder: Path) -> None:
+        by_role: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
+        for key, t in tensors.items():
+            role, name = key.split(".", 1)
+            by_role[role][name] = t
+        for role in self.trainable_roles:
+            result = self.models[role].load_state_dict(by_role.get(role, {}), strict=False)
+            if result.unexpected_keys:
+                raise CheckpointError(
+                    f"checkpoint {folder} does not match models.{role} (unexpected weights such as "
+                    f"{result.unexpected_keys[0]}); resume with the config it was trained with"
+                )
+
+
+def _to_float(x: Any) -> Any:
+    if torch.is_tensor(x):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_float(v) for v in x)
+    return x
+
+
+@contextlib.contextmanager
+def _rng_preserved() -> Iterator[None]:
+    state = _rng_state()
+    try:
+        yield
+    finally:
+        _set_rng_state(state)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
