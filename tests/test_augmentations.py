@@ -36,16 +36,17 @@ def write_noise_dir(root: Path, n: int = 2, sr: int = 22050, seconds: float = 0.
     return root
 
 
-def write_rir_dir(root: Path, sr: int = 32000, delay: int = 300, channels: int = 2) -> Path:
-    """A folder holding one synthetic RIR: silence, a direct path, an exponential tail."""
+def write_rir_dir(root: Path, sr: int = 32000, delay: int = 300, channels: int = 2, count: int = 2) -> Path:
+    """RIR files: silence (``delay`` samples), a direct path, then a decaying noise tail."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(3)
     n = int(0.3 * sr)
-    tail = rng.standard_normal((n, channels)) * np.exp(-np.arange(n) / (0.05 * sr))[:, None] * 0.3
-    rir = np.zeros((delay + n, channels))
-    rir[delay] = 1.0
-    rir[delay + 1 :] = tail[:-1]
-    sf.write(root / "room.wav", rir, sr)
+    for i in range(count):
+        tail = rng.standard_normal((n, channels)) * np.exp(-np.arange(n) / ((0.03 + 0.03 * i) * sr))[:, None] * 0.3
+        rir = np.zeros((delay + n, channels))
+        rir[delay] = 1.0
+        rir[delay + 1 :] = tail[:-1]
+        sf.write(root / f"room_{i}.wav", rir, sr)
     return root
 
 
@@ -263,3 +264,122 @@ def test_a_failing_op_in_a_chain_is_reported_not_swallowed(data_dirs, tmp_path: 
 def test_sample_rng_rejects_negative_numbers() -> None:
     with pytest.raises(ConfigError, match="sample_rng: epoch must be a non-negative integer, got -1"):
         sample_rng(0, -1, 0)
+
+
+# --- reverb -------------------------------------------------------------------------------
+
+
+def impulse(n: int, at: int) -> np.ndarray:
+    x = np.zeros(n, np.float32)
+    x[at] = 0.5
+    return x
+
+
+def test_reverb_output_is_not_delayed_and_keeps_the_level(data_dirs) -> None:
+    """The synthetic RIR starts with 300 samples of silence at 32 kHz; none of it may show."""
+    aug = AUGMENTATIONS.build({"name": "reverb", "args": example_args("reverb", data_dirs)}, where="t")
+    x = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)  # white: one clear xcorr peak
+    y, params = aug(x, SR, np.random.default_rng(0))
+    assert lag(x, y) == 0 and params["file"].endswith(".wav")
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=1e-3)
+    y_imp, _ = aug(impulse(SR, 4000), SR, np.random.default_rng(0))
+    assert int(np.argmax(np.abs(y_imp))) == 4000 and not np.any(y_imp[:3960])
+
+
+def test_room_reverb_draws_from_a_cached_pool_of_simulated_rooms() -> None:
+    aug = AUGMENTATIONS.build({"name": "room_reverb", "args": {"rt60": [0.2, 0.4], "pool_size": 3}}, where="t")
+    x = impulse(SR, 4000)
+    seen = {aug(x, SR, np.random.default_rng(s))[1]["pool_index"] for s in range(12)}
+    assert seen == {0, 1, 2} and len(aug.pools[SR]) == 3
+    pool_before = aug.pools[SR][0][0]
+    aug(x, SR, np.random.default_rng(99))
+    assert aug.pools[SR][0][0] is pool_before  # not re-simulated
+    from restorekit.augmentations.reverb import direct_path
+
+    for s in range(3):
+        y, params = aug(x, SR, np.random.default_rng(s))
+        assert direct_path(y, SR) == 4000 and 0.05 < params["rt60"] < 1.0
+
+
+def test_algorithmic_reverb_adds_a_tail_without_delay() -> None:
+    aug = AUGMENTATIONS.build({"name": "algorithmic_reverb", "args": {"wet_level": [0.5, 0.5]}}, where="t")
+    y, _ = aug(impulse(SR, 4000), SR, np.random.default_rng(0))
+    assert not np.any(y[:4000]) and y[4000] != 0 and np.abs(y[4500:]).max() > 1e-3
+
+
+def test_reverb_folder_errors_name_the_op_and_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"augmentation 'reverb': RIR folder .*missing does not exist"):
+        AUGMENTATIONS.build({"name": "reverb", "args": {"dirs": [str(tmp_path / "missing")]}}, where="t")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"augmentation 'reverb': no RIR audio files .* in .*empty; point args.dirs"):
+        AUGMENTATIONS.build({"name": "reverb", "args": {"dirs": [str(tmp_path / "empty")]}}, where="t")
+    with pytest.raises(ConfigError, match=r"augmentation 'room_reverb': args.room_size must be three \[low, high\] ranges"):
+        AUGMENTATIONS.build({"name": "room_reverb", "args": {"room_size": [3, 10]}}, where="t")
+
+
+# --- codecs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sr", [16000, 24000])
+@pytest.mark.parametrize("codec", ["mp3", "vorbis", "opus", "gsm", "alaw", "mulaw"])
+def test_codec_output_is_aligned_same_length_and_close_to_the_input(codec: str, sr: int) -> None:
+    aug = AUGMENTATIONS.build({"name": "codec", "args": {"codecs": [codec], "mp3_kbps": [16, 96]}}, where="t")
+    x = speechlike(sr, 1.0)
+    for seed in (0, 3):  # low and high MP3 bitrates: LAME's resampler switches on below ~64 kbps
+        y, params = aug(x, sr, np.random.default_rng(seed))
+        assert params["codec"] == codec and y.shape == x.shape and np.isfinite(y).all()
+        assert lag(x, y) == 0
+        assert not np.array_equal(x, y)
+    telephone = codec in ("gsm", "alaw", "mulaw")  # no content above 4 kHz survives
+    spectrum = np.abs(np.fft.rfft(y)) ** 2
+    high = spectrum[int(4200 / sr * len(x)) :].sum() / spectrum.sum()
+    assert (high < 1e-3) if telephone else True
+
+
+def test_codec_rejects_unknown_codecs_and_bad_bitrates() -> None:
+    with pytest.raises(ConfigError, match=r"augmentation 'codec': args.codecs .* 'aac' is not one of them; allowed: mp3, vorbis"):
+        AUGMENTATIONS.build({"name": "codec", "args": {"codecs": ["mp3", "aac"]}}, where="t")
+    with pytest.raises(ConfigError, match=r"augmentation 'codec': args.mp3_kbps = \[4, 64\] is outside the allowed range"):
+        AUGMENTATIONS.build({"name": "codec", "args": {"mp3_kbps": [4, 64]}}, where="t")
+
+
+# --- filters and packet loss --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["lowpass", "resample"])
+def test_bandlimit_removes_content_above_the_cutoff(mode: str) -> None:
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(SR)).astype(np.float32)
+    aug = AUGMENTATIONS.build({"name": "bandlimit", "args": {"cutoff_hz": [3000, 3000], "modes": [mode]}}, where="t")
+    y, params = aug(x, SR, np.random.default_rng(0))
+    spectrum = np.abs(np.fft.rfft(y)) ** 2
+    f = np.fft.rfftfreq(len(y), 1 / SR)
+    assert spectrum[f > 3600].sum() / spectrum.sum() < 1e-3 and params["mode"] == mode
+    assert spectrum[f < 2000].sum() / (np.abs(np.fft.rfft(x)) ** 2)[f < 2000].sum() == pytest.approx(1.0, abs=0.05)
+    assert lag(x, y) == 0
+    same, p = aug(x, 4000, np.random.default_rng(0))
+    np.testing.assert_array_equal(same, x)
+    assert p["skipped"] == "cutoff above Nyquist"
+
+
+def test_eq_changes_the_spectrum_but_not_the_timing() -> None:
+    aug = AUGMENTATIONS.build({"name": "eq", "args": {"bands": [3, 3], "gain_db": [10, 12]}}, where="t")
+    x = speechlike()
+    y, params = aug(x, SR, np.random.default_rng(0))
+    assert len(params["peaks"]) == 3 and all(50 <= p["hz"] <= 0.45 * SR for p in params["peaks"])
+    assert np.sqrt(np.mean(y**2)) > np.sqrt(np.mean(x**2)) and abs(lag(x, y)) <= 2
+
+
+@pytest.mark.parametrize("mode", ["zero", "fade"])
+def test_packet_loss_silences_whole_frames_at_the_rate(mode: str) -> None:
+    x = np.ones(SR * 4, np.float32) * 0.5
+    aug = AUGMENTATIONS.build({"name": "packet_loss", "args": {"rate": [0.3, 0.3], "frame_ms": [40, 40], "modes": [mode]}}, where="t")
+    y, params = aug(x, SR, np.random.default_rng(0))
+    frames = y[: len(y) // 640 * 640].reshape(-1, 640)
+    silent = np.all(frames == 0, axis=1)
+    assert silent.sum() == params["lost_frames"] and 0.2 < silent.mean() < 0.4
+    kept = frames[~silent]
+    if mode == "zero":
+        assert np.all(kept == 0.5)
+    else:  # faded edges next to the gaps, full level elsewhere
+        assert kept.min() < 0.5 and np.isclose(kept, 0.5).mean() > 0.8
