@@ -42,7 +42,7 @@ def write_rir_dir(root: Path, sr: int = 32000, delay: int = 300, channels: int =
     rng = np.random.default_rng(3)
     n = int(0.3 * sr)
     for i in range(count):
-        tail = rng.standard_normal((n, channels)) * np.exp(-np.arange(n) / ((0.03 + 0.03 * i) * sr))[:, None] * 0.3
+        tail = rng.standard_normal((n, channels)) * np.exp(-np.arange(n) / ((0.03 + 0.03 * i) * sr))[:, None] * 0.1
         rir = np.zeros((delay + n, channels))
         rir[delay] = 1.0
         rir[delay + 1 :] = tail[:-1]
@@ -283,7 +283,7 @@ def test_reverb_output_is_not_delayed_and_keeps_the_level(data_dirs) -> None:
     assert lag(x, y) == 0 and params["file"].endswith(".wav")
     assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=1e-3)
     y_imp, _ = aug(impulse(SR, 4000), SR, np.random.default_rng(0))
-    assert int(np.argmax(np.abs(y_imp))) == 4000 and not np.any(y_imp[:3960])
+    assert int(np.argmax(np.abs(y_imp))) == 4000 and np.abs(y_imp[:3960]).max() < 1e-6  # FFT round-off only
 
 
 def test_room_reverb_draws_from_a_cached_pool_of_simulated_rooms() -> None:
