@@ -1,0 +1,143 @@
+"""GAN discriminators for waveform vocoders: multi-period, multi-scale, multi-scale STFT.
+
+Each takes audio (B, T) and returns ``(logits, feature_maps)``: one logit tensor per
+sub-discriminator and, for each, the list of its intermediate activations (for feature
+matching). Written by hand after HiFi-GAN (MPD, MSD) and EnCodec (MS-STFT); no installable
+library exposes them as modules.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from restorekit.models import MODELS
+
+Output = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
+
+
+def _run(layers: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    maps = []
+    for layer in layers:
+        x = F.leaky_relu(layer(x), 0.1)
+        maps.append(x)
+    x = post(x)
+    maps.append(x)
+    return x.flatten(1), maps
+
+
+class PeriodDiscriminator(nn.Module):
+    """HiFi-GAN period sub-discriminator: audio folded into (T/p, p) and 2-D convolved."""
+
+    def __init__(self, period: int, channels: Sequence[int]) -> None:
+        super().__init__()
+        self.period = period
+        cins = [1, *channels[:-1]]
+        self.layers = nn.ModuleList(
+            weight_norm(nn.Conv2d(ci, co, (5, 1), (3 if i < len(channels) - 1 else 1, 1), (2, 0)))
+            for i, (ci, co) in enumerate(zip(cins, channels))
+        )
+        self.post = weight_norm(nn.Conv2d(channels[-1], 1, (3, 1), 1, (1, 0)))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        pad = (-wave.shape[-1]) % self.period
+        x = F.pad(wave[:, None], (0, pad), mode="reflect" if pad < wave.shape[-1] else "constant")
+        return _run(self.layers, self.post, x.view(x.shape[0], 1, -1, self.period))
+
+
+@MODELS.register("mpd")
+class MultiPeriodDiscriminator(nn.Module):
+    """HiFi-GAN multi-period discriminator: audio (B, T) -> (logits per period, feature maps per period).
+
+    ``periods``: fold lengths in samples; ``channels``: conv channels per layer.
+    """
+
+    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11),
+                 channels: Sequence[int] = (32, 128, 512, 1024, 1024)) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, list(channels)) for p in periods)
+
+    def forward(self, wave: torch.Tensor) -> Output:
+        outs = [d(wave) for d in self.discriminators]
+        return [o[0] for o in outs], [o[1] for o in outs]
+
+
+class ScaleDiscriminator(nn.Module):
+    """HiFi-GAN scale sub-discriminator: strided, grouped 1-D convolutions."""
+
+    def __init__(self, channels: Sequence[int], groups: int) -> None:
+        super().__init__()
+        cins = [1, *channels[:-1]]
+        specs = [(15, 1, 1)] + [(41, 4 if i < len(channels) - 2 else 1, groups) for i in range(len(channels) - 2)] + [(5, 1, 1)]
+        self.layers = nn.ModuleList(
+            weight_norm(nn.Conv1d(ci, co, k, s, k // 2, groups=g if ci % g == 0 and co % g == 0 else 1))
+            for (ci, co), (k, s, g) in zip(zip(cins, channels), specs)
+        )
+        self.post = weight_norm(nn.Conv1d(channels[-1], 1, 3, 1, 1))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return _run(self.layers, self.post, wave[:, None])
+
+
+@MODELS.register("msd")
+class MultiScaleDiscriminator(nn.Module):
+    """HiFi-GAN multi-scale discriminator: audio (B, T) -> (logits per scale, feature maps per scale).
+
+    Scale i sees the audio average-pooled i times by 2; ``channels`` per layer, ``groups`` for the
+    strided middle layers.
+    """
+
+    def __init__(self, scales: int = 3, channels: Sequence[int] = (128, 128, 256, 512, 1024, 1024, 1024),
+                 groups: int = 16) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(ScaleDiscriminator(list(channels), groups) for _ in range(scales))
+
+    def forward(self, wave: torch.Tensor) -> Output:
+        logits, maps = [], []
+        for i, d in enumerate(self.discriminators):
+            if i:
+                wave = F.avg_pool1d(wave[:, None], 4, 2, padding=2)[:, 0]
+            logit, fmap = d(wave)
+            logits.append(logit)
+            maps.append(fmap)
+        return logits, maps
+
+
+class STFTDiscriminator(nn.Module):
+    """EnCodec-style sub-discriminator on the complex STFT (real and imaginary as 2 channels)."""
+
+    def __init__(self, n_fft: int, channels: int, depth: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, n_fft // 4
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        convs = [nn.Conv2d(2, channels, (3, 9), padding=(1, 4))]
+        for i in range(depth):
+            dil = 2**i
+            convs.append(nn.Conv2d(channels, channels, (3, 9), (1, 2), padding=(dil, 4), dilation=(dil, 1)))
+        convs.append(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1)))
+        self.layers = nn.ModuleList(weight_norm(c) for c in convs)
+        self.post = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window, return_complex=True)
+        x = torch.view_as_real(spec).permute(0, 3, 2, 1)  # (B, 2, frames, freq)
+        return _run(self.layers, self.post, x)
+
+
+@MODELS.register("ms_stft")
+class MultiScaleSTFTDiscriminator(nn.Module):
+    """Multi-scale STFT discriminator (EnCodec): audio (B, T) -> (logits per FFT size, feature maps per FFT size).
+
+    ``fft_sizes`` in samples (hop = size / 4), ``channels`` per conv, ``depth`` dilated layers.
+    """
+
+    def __init__(self, fft_sizes: Sequence[int] = (2048, 1024, 512), channels: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(STFTDiscriminator(n, channels, depth) for n in fft_sizes)
+
+    def forward(self, wave: torch.Tensor) -> Output:
+        outs = [d(wave) for d in self.discriminators]
+        return [o[0] for o in outs], [o[1] for o in outs]
