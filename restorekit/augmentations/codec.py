@@ -75,7 +75,11 @@ def _opus(wave: np.ndarray, sr: int, kbps: float) -> tuple[np.ndarray, dict[str,
 def _gsm(wave: np.ndarray, sr: int) -> tuple[np.ndarray, dict[str, Any]]:
     import pedalboard
 
-    return pedalboard.GSMFullRateCompressor()(wave, sr), {"coded_kbps": 13.0}
+    # GSM runs at 8 kHz; soxr's steep anti-alias filter, not pedalboard's default resampler
+    # (which leaks -40 dB above 4 kHz), so the band limit is as sharp as a real phone line's.
+    narrow = audio.resample(wave, sr, 8000)
+    coded = pedalboard.GSMFullRateCompressor()(narrow, 8000)
+    return audio.resample(coded, 8000, sr), {"coded_kbps": 13.0}
 
 
 def _g711(wave: np.ndarray, sr: int, law: str) -> tuple[np.ndarray, dict[str, Any]]:
