@@ -105,5 +105,8 @@ def test_script_and_module_entry_points_write_the_manifest(corpus):
     res = run_py(["scripts/make_metadata_csv.py", "--root-dir", str(corpus), "--speaker-pattern", ""], timeout=120)
     assert res.returncode == 0, res.stderr
     assert "4 files indexed" in res.stdout and all(r[4] == "" for r in rows(corpus)[1:])
-    res = run_py(["-m", "restorekit.datasets.manifest", "--root-dir", str(corpus / "missing")], timeout=120)
-    assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_command_line_reports_a_missing_folder_with_status_2(tmp_path, capsys):
+    assert main(["--root-dir", str(tmp_path / "missing")]) == 2
+    assert "error: audio root" in capsys.readouterr().err

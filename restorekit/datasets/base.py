@@ -78,15 +78,25 @@ def stem_name(rel: str) -> str:
 
 
 class SkipUnreadable:
-    """Counts files that fail to load; warns once per file; gives up after a long run of failures."""
+    """Files that failed to load: each warned about once and counted; a long run of failures stops.
+
+    Counts are per process (each DataLoader worker keeps its own).
+    """
 
     def __init__(self, where: str) -> None:
         self.where = where
-        self.skipped = 0
+        self.bad: set[str] = set()
         self._run = 0
 
+    @property
+    def skipped(self) -> int:
+        return len(self.bad)
+
+    def known_bad(self, path: Path) -> bool:
+        return str(path) in self.bad
+
     def failed(self, path: Path, exc: AudioError) -> None:
-        self.skipped += 1
+        self.bad.add(str(path))
         self._run += 1
         print(f"warning: {self.where}: skipping {path}: {' '.join(str(exc).split())}", file=sys.stderr)
         if self._run >= MAX_CONSECUTIVE_FAILURES:

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from restorekit.datasets import DATASETS
 from restorekit.datasets.base import (
-    MAX_CONSECUTIVE_FAILURES, SkipUnreadable, check_rate, check_roots, check_segment, load_segment, make_item,
+    SkipUnreadable, check_rate, check_roots, check_segment, load_segment, make_item,
     pick_offset, stem_name,
 )
 from restorekit.datasets.manifest import Manifest, read_manifest
@@ -104,9 +104,11 @@ class DegradedSpeech(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"degraded_speech has {len(self)} items, asked for {index}")
         # A file that fails (stale metadata.csv, corrupt data) is reported and the next one used.
-        for step in range(MAX_CONSECUTIVE_FAILURES):
+        for step in range(len(self)):
             j = (index + step) % len(self)
             root, rel = self.index.file(j)
+            if self.skips.known_bad(root / rel):
+                continue
             try:
                 item = self._item(index, j, root, rel)
             except AudioError as exc:
@@ -114,7 +116,8 @@ class DegradedSpeech(Dataset):
                 continue
             self.skips.ok()
             return item
-        raise AssertionError("unreachable: SkipUnreadable raises first")
+        raise DataError(f"degraded_speech: none of the {len(self)} files could be read ({self.skips.skipped} "
+                        "failed); rebuild metadata.csv with scripts/make_metadata_csv.py --root-dir DIR --update")
 
     def _item(self, index: int, j: int, root: Path, rel: str) -> dict[str, Any]:
         from restorekit.augmentations.chain import sample_rng

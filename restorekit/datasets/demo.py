@@ -8,26 +8,23 @@ eSpeak NG is a formant synthesizer (22.05 kHz): robotic, but real phonetics and 
 """
 from __future__ import annotations
 
-import ctypes
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-import threading
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from restorekit.audio import save
 from restorekit.datasets import DATASETS
 from restorekit.datasets.degraded import DegradedSpeech
 from restorekit.datasets.manifest import write_metadata
 from restorekit.errors import ConfigError, DataError
 
-VERSION = "v1"  # bump when sentences, voices or settings change: the cache is keyed by it
+VERSION = "v2"  # bump when sentences, voices or settings change: the cache is keyed by it
 SPLITS = ("train", "valid")
-VOICES = {"spk1": "en-us", "spk2": "en-us+f3", "spk3": "en", "spk4": "en+f4"}
-WORDS_PER_MINUTE = 150
+# speaker -> (eSpeak NG voice, pitch 0-100, pitch range 0-100): two accents, a low and a high voice each.
+VOICES = {"spk1": ("en-us", 40, 60), "spk2": ("en-us", 75, 70), "spk3": ("en", 35, 55), "spk4": ("en", 70, 70)}
 SENTENCES = (
     "The kettle was still warm when we came home.",
     "Bring two pencils and a sheet of paper.",
@@ -70,7 +67,6 @@ SENTENCES = (
     "Please hand me the red cup on the shelf.",
     "Every morning he walks along the beach.",
 )
-_SYNTH_LOCK = threading.Lock()  # eSpeak NG keeps global state: one synthesis at a time per process
 
 
 def demo_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -108,14 +104,7 @@ def build_demo_corpus(corpus: Path) -> Path:
     corpus.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=corpus.parent, prefix=f".{corpus.name}."))
     try:
-        with _SYNTH_LOCK:
-            engine = ESpeak()
-            try:
-                for split, speaker, stem, text in utterances():
-                    wave = engine.synth(text, VOICES[speaker])
-                    save(tmp / split / speaker / f"{stem}.wav", wave, engine.sample_rate)
-            finally:
-                engine.close()
+        _synthesize(tmp)
         (tmp / "SENTENCES.txt").write_text("".join(f"{s}/{p}/{n}.wav\t{t}\n" for s, p, n, t in utterances()))
         for split in SPLITS:
             write_metadata(tmp / split, workers=2)
@@ -125,6 +114,18 @@ def build_demo_corpus(corpus: Path) -> Path:
     return corpus
 
 
+def _synthesize(out: Path) -> None:
+    # A fresh interpreter per build: eSpeak NG keeps state between utterances (see espeak.py).
+    jobs = [(f"{split}/{spk}/{stem}.wav", text, *VOICES[spk]) for split, spk, stem, text in utterances()]
+    script = Path(__file__).with_name("espeak.py")
+    res = subprocess.run([sys.executable, str(script), str(out)], input=json.dumps(jobs), text=True,
+                         capture_output=True, timeout=600)
+    if res.returncode != 0:
+        tail = " ".join(res.stderr.strip().splitlines()[-1:]) or f"exit status {res.returncode}"
+        raise DataError(f"demo_speech: eSpeak NG synthesis failed ({tail}); "
+                        "check that espeakng-loader is installed (pip install espeakng-loader)")
+
+
 def _publish(tmp: Path, corpus: Path) -> None:
     # Another process may have finished first; its copy is identical (deterministic), keep it.
     try:
@@ -132,58 +133,6 @@ def _publish(tmp: Path, corpus: Path) -> None:
     except OSError:
         if not (corpus / "valid" / "metadata.csv").is_file():
             raise
-
-
-class ESpeak:
-    """The eSpeak NG C library from the espeakng-loader wheel, driven through ctypes.
-
-    Written by hand: no installed Python binding of eSpeak NG returns audio samples (phonemizer
-    uses it for phonemes only). Synchronous mode: the callback receives int16 blocks.
-    """
-
-    AUDIO_OUTPUT_SYNCHRONOUS = 2
-    POS_CHARACTER = 1
-    RATE, PITCH = 1, 3
-    CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-
-    def __init__(self) -> None:
-        try:
-            import espeakng_loader
-        except ImportError as exc:
-            raise DataError("demo_speech needs the espeakng-loader package: pip install espeakng-loader") from exc
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        data = espeakng_loader.get_data_path().encode()
-        self.sample_rate = int(self.lib.espeak_Initialize(self.AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0))
-        if self.sample_rate <= 0:
-            raise DataError(f"eSpeak NG failed to start (data at {data.decode()}); reinstall espeakng-loader")
-        self._blocks: list[np.ndarray] = []
-        self._callback = self.CALLBACK(self._collect)  # kept referenced: C holds the pointer
-        self.lib.espeak_SetSynthCallback(self._callback)
-
-    def _collect(self, wav: Any, count: int, events: Any) -> int:
-        if count > 0:
-            self._blocks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
-        return 0  # 0 = continue synthesis
-
-    def synth(self, text: str, voice: str) -> np.ndarray:
-        """``text`` spoken by ``voice`` as float32 (time,) at ``self.sample_rate`` Hz."""
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise DataError(f"eSpeak NG has no voice {voice!r}; the espeakng-loader data may be incomplete")
-        self.lib.espeak_SetParameter(self.RATE, WORDS_PER_MINUTE, 0)
-        self._blocks = []
-        raw = text.encode("utf-8")
-        status = self.lib.espeak_Synth(raw, len(raw) + 1, 0, self.POS_CHARACTER, 0, 0, None, None)
-        self.lib.espeak_Synchronize()
-        if status != 0 or not self._blocks:
-            raise DataError(f"eSpeak NG could not synthesize {text!r} (status {status})")
-        return (np.concatenate(self._blocks).astype(np.float32) / 32768.0).astype(np.float32)
-
-    def close(self) -> None:
-        self.lib.espeak_Terminate()
 
 
 @DATASETS.register("demo_speech")
