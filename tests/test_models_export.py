@@ -1,0 +1,76 @@
+"""Exports: atomic folders that rebuild the exact models offline."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from restorekit.errors import CheckpointError
+from restorekit.models import MODELS
+from restorekit.models.export import load_export, save_export
+
+from test_models import EXAMPLES, TINY_WAV
+
+
+def _config(cleaner_encoder: dict | None = None) -> dict:
+    cleaner = {"name": "parallel_adapter_cleaner", "args": {**EXAMPLES["parallel_adapter_cleaner"]}}
+    if cleaner_encoder:
+        cleaner["args"]["encoder"] = cleaner_encoder
+    return {"exp": {"name": "t"}, "models": {"feature_cleaner": cleaner,
+                                             "vocoder": {"name": "wavefit", "args": EXAMPLES["wavefit"]}}}
+
+
+def _perturb(module: torch.nn.Module) -> None:
+    for p in module.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+
+
+def test_random_init_export_rebuilds_exactly(tmp_path):
+    cfg = _config()
+    torch.manual_seed(0)
+    mods = {role: MODELS.build(node, where=f"models.{role}") for role, node in cfg["models"].items()}
+    _perturb(mods["feature_cleaner"])
+    save_export(tmp_path / "export", cfg, mods)
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "config.yaml", "export.json", "feature_cleaner.safetensors", "vocoder.safetensors"]
+    torch.manual_seed(123)  # a different init must not matter: every weight comes from the export
+    loaded = load_export(tmp_path / "export")
+    wave, feats, noise = torch.randn(1, 16000), torch.randn(1, 5, 32), torch.randn(1, 2400)
+    with torch.no_grad():
+        assert torch.equal(loaded["feature_cleaner"](wave, 16000), mods["feature_cleaner"](wave, 16000))
+        assert torch.equal(loaded["vocoder"].infer(feats, noise), mods["vocoder"].infer(feats, noise))
+    assert not [p for p in tmp_path.iterdir() if p.name != "export"]  # no temporary folders left
+
+
+def test_pretrained_encoder_export_stores_only_trainable_weights(tmp_path):
+    from transformers import HubertConfig, HubertModel
+
+    HubertModel(HubertConfig(**{**TINY_WAV, "num_hidden_layers": 2})).save_pretrained(tmp_path / "hub")
+    cfg = _config({"name": "hubert", "args": {"pretrained": str(tmp_path / "hub"), "layer": 2}})
+    cleaner = MODELS.build(cfg["models"]["feature_cleaner"], where="models.feature_cleaner")
+    _perturb(cleaner)
+    save_export(tmp_path / "export", cfg, {"feature_cleaner": cleaner})
+    stored = load_file(str(tmp_path / "export" / "feature_cleaner.safetensors"))
+    trainable = {n for n, p in cleaner.named_parameters() if p.requires_grad}
+    assert set(stored) == trainable
+    loaded = load_export(tmp_path / "export")["feature_cleaner"]
+    wave = torch.randn(1, 16000)
+    with torch.no_grad():
+        assert torch.equal(loaded(wave, 16000), cleaner(wave, 16000))
+
+
+def test_missing_export_and_mismatched_weights_are_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not a restorekit export \\(no config.yaml\\)"):
+        load_export(tmp_path)
+    cfg = _config()
+    vocoder = MODELS.build(cfg["models"]["vocoder"], where="models.vocoder")
+    save_export(tmp_path / "e", cfg, {"vocoder": vocoder})
+    with pytest.raises(CheckpointError, match="export has no weights for role 'feature_cleaner'"):
+        load_export(tmp_path / "e", roles=["feature_cleaner"])
+    cfg["models"]["vocoder"]["args"] = {**EXAMPLES["wavefit"], "cond_channels": 8}
+    save_export(tmp_path / "e", cfg, {"vocoder": vocoder})  # overwrite with a config that does not fit
+    with pytest.raises(CheckpointError, match="weights do not fit models.vocoder"):
+        load_export(tmp_path / "e")
+    with pytest.raises(CheckpointError, match=r"cannot export roles \['discriminators'\]"):
+        save_export(tmp_path / "f", cfg, {"discriminators": vocoder})
