@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Download (resumable, checksum-verified), extract and index VCTK (restorekit.datasets.recipes) and write metadata.csv.
+
+    python scripts/prepare_vctk.py --out-dir DATA/vctk [--subsets ...] [--offline] [--checksum FILE=sha256:HEX]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from restorekit.datasets.recipes import VCTK, main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(VCTK))
