@@ -1,0 +1,60 @@
+"""Speaker similarity: cosine of resemblyzer d-vectors of the estimate and its reference.
+
+resemblyzer ships its GE2E encoder weights in the wheel, so this runs offline.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import types
+
+import numpy as np
+
+from restorekit.metrics import METRICS
+from restorekit.metrics.base import Metric, MetricFailure
+
+
+def _import_resemblyzer():
+    """Import resemblyzer, giving webrtcvad the one pkg_resources call it makes if needed.
+
+    webrtcvad 2.0.10 (a resemblyzer dependency) does ``import pkg_resources`` only to read its
+    own version, and setuptools >= 81 no longer ships pkg_resources. Where it is missing we
+    register a stand-in answering that one call from importlib.metadata; nothing else uses it.
+    """
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        shim = types.ModuleType("pkg_resources")
+        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
+        sys.modules["pkg_resources"] = shim
+    import resemblyzer
+
+    return resemblyzer
+
+
+@METRICS.register("speaker_similarity")
+class SpeakerSimilarity(Metric):
+    """Cosine similarity (-1..1) of resemblyzer speaker embeddings, at 16 kHz; reference required."""
+
+    needs_reference = True
+    sample_rate = 16000
+    keys = ("speaker_similarity",)
+
+    def __init__(self) -> None:
+        resemblyzer = _import_resemblyzer()
+        self._preprocess = resemblyzer.preprocess_wav
+        self.encoder = resemblyzer.VoiceEncoder(device="cpu", verbose=False)
+
+    def embed(self, wave: np.ndarray, what: str) -> np.ndarray:
+        """The d-vector (256,) of one 16 kHz utterance, after resemblyzer's VAD trimming."""
+        trimmed = self._preprocess(wave)
+        if len(trimmed) < 1600:  # the VAD removed (almost) everything: nothing to embed
+            raise MetricFailure(f"the {what} has no speech left after voice-activity trimming")
+        return self.encoder.embed_utterance(trimmed)
+
+    def score(self, estimate: np.ndarray, reference: np.ndarray | None, sr: int) -> dict[str, float]:
+        a, b = self.embed(estimate, "estimate"), self.embed(reference, "reference")
+        denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+        if denom == 0.0:
+            raise MetricFailure("a speaker embedding is all zeros; cosine similarity is undefined")
+        return {"speaker_similarity": float(a @ b) / denom}
