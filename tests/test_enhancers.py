@@ -10,6 +10,7 @@ from scipy import signal
 
 from restorekit.enhancers import ENHANCERS
 from restorekit.enhancers.base import fit_length, process_frames
+from restorekit.enhancers.chunking import chunk_bounds, enhance_in_chunks, match_level
 from restorekit.errors import AudioError, ConfigError
 
 
@@ -131,3 +132,35 @@ def test_baselines_stay_aligned_on_real_speech(real_data: Path, name: str) -> No
     out, _ = ENHANCERS.build({"name": name}, where="e")(noisy, sr)
     assert out.shape == noisy.shape
     assert xcorr_lag(out, noisy) == 0
+
+
+def test_chunk_bounds_cover_the_input_with_the_overlap() -> None:
+    bounds = chunk_bounds(25, 1, chunk_seconds=10, overlap_seconds=2)
+    assert bounds == [(0, 10), (8, 18), (16, 25)]
+    assert chunk_bounds(7, 1, 10, 2) == [(0, 7)]
+    with pytest.raises(ConfigError, match="overlap_seconds <= chunk_seconds / 2"):
+        chunk_bounds(100, 1, chunk_seconds=4, overlap_seconds=3)
+
+
+def test_chunked_identity_reproduces_the_input_exactly() -> None:
+    identity = ENHANCERS.build({"name": "identity"}, where="e")
+    wave = speech_like(8_000, seconds=5.3)
+    out, sr = enhance_in_chunks(identity, wave, 8_000, chunk_seconds=1.0, overlap_seconds=0.25)
+    assert sr == 8_000
+    np.testing.assert_allclose(out, wave, atol=1e-6)
+
+
+def test_chunking_matches_levels_and_follows_the_output_rate() -> None:
+    # A "model" that normalises each chunk to a different loudness and doubles the rate:
+    # level matching must remove the steps, and the output must last as long as the input.
+    calls = iter([1.0, 0.6, 1.5, 0.8, 1.2, 0.7])
+
+    def louder_and_upsampled(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        return np.repeat(wave * next(calls), 2), 2 * sr
+
+    wave = np.full(8_000 * 3, 0.1, dtype=np.float32)
+    out, sr = enhance_in_chunks(louder_and_upsampled, wave, 8_000, chunk_seconds=1.0, overlap_seconds=0.2)
+    assert sr == 16_000 and len(out) == 2 * len(wave)
+    np.testing.assert_allclose(out, 0.1, rtol=1e-5)  # every chunk matched to the first's level
+    assert match_level(np.full(10, 0.1), np.full(10, 1.0)) == pytest.approx(10 ** (-6 / 20))
+    assert match_level(np.zeros(10), np.full(10, 1.0)) == 1.0

@@ -38,9 +38,16 @@ class Enhancer(ABC):
         )
         return fit_length(out, expected), int(out_sr)
 
-    def enhance_batch(self, waves: list[np.ndarray], sr: int) -> list[tuple[np.ndarray, int]]:
-        """Enhance several short recordings; the default calls the enhancer on each."""
-        return [self(w, sr) for w in waves]
+    # True when the enhancer bounds its own memory on long inputs (then callers do not chunk).
+    chunks_internally: bool = False
+
+    def enhance_batch(self, items: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, int]]:
+        """Enhance several short ``(wave, sr)`` recordings at once.
+
+        The default calls the enhancer on each; a model that gains from batched forward
+        passes overrides it (outputs in the input order, each trimmed to its own length).
+        """
+        return [self(wave, sr) for wave, sr in items]
 
     @abstractmethod
     def enhance(self, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
