@@ -92,6 +92,8 @@ class SiSdr(Metric):
         energy = float(ref @ ref)
         if energy == 0.0:
             raise MetricFailure("the reference is silent; SI-SDR is undefined")
+        if not est.any():
+            raise MetricFailure("the estimate is silent; SI-SDR is undefined")
         target = (est @ ref) / energy * ref  # projection of the estimate on the reference
         noise = est - target
         eps = np.finfo(np.float64).eps  # a perfect estimate gives a large finite value (~180 dB)

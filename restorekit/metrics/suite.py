@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import multiprocessing
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -103,18 +104,31 @@ class Scorer:
 
 
 @contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """BLAS and torch on one thread (restored after), so values match across modes."""
-    import torch
+def torch_threads(n: int) -> Iterator[None]:
+    """torch on ``n`` threads while scoring (restored after), when a metric has loaded torch.
+
+    torch is not imported here: most metrics never need it, and importing it costs every
+    worker seconds of start-up.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+def _serial(nodes: list[dict[str, Any]], jobs: list[Job]) -> list[FileResult]:
     from threadpoolctl import threadpool_limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
+    # Single-threaded BLAS/torch as in the workers, so both modes give identical values.
+    with threadpool_limits(limits=1):
+        scorer = Scorer(nodes)
+        with torch_threads(1):
+            return [scorer(j) for j in jobs]
 
 
 # Per-process state of a worker: the metrics built once by the initializer. Only ever set
@@ -123,13 +137,13 @@ _WORKER_SCORER: Scorer | None = None
 
 
 def _init_worker(nodes: list[dict[str, Any]]) -> None:
-    import torch
     from threadpoolctl import threadpool_limits
 
     global _WORKER_SCORER
-    torch.set_num_threads(1)
     threadpool_limits(limits=1)
     _WORKER_SCORER = Scorer(nodes)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _score_in_worker(job: Job) -> FileResult:
@@ -157,9 +171,7 @@ class MetricSuite:
         """Results in the order of ``jobs``."""
         jobs = list(jobs)
         if self.workers == 1 or len(jobs) <= 1:
-            with single_threaded():
-                scorer = Scorer(self.nodes)
-                return [scorer(j) for j in jobs]
+            return _serial(self.nodes, jobs)
         # spawn: torch/ONNX Runtime thread pools in a forked child can deadlock.
         ctx = multiprocessing.get_context("spawn")
         workers = min(self.workers, len(jobs))
