@@ -1,0 +1,41 @@
+"""The ``restorekit`` enhancer: any restorekit export folder, used like a baseline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from restorekit.enhancers import ENHANCERS
+from restorekit.enhancers.base import Enhancer
+
+
+@ENHANCERS.register("restorekit")
+class RestorekitExport(Enhancer):
+    """A restorekit export (Miipher-2 restorer) at ``path``: (T,) at any rate -> (T * 24000 / sr,) at 24 kHz.
+
+    ``path`` is the ``export/`` folder a trainer wrote (config.yaml + <role>.safetensors).
+    Inputs longer than ``chunk_seconds`` are restored in chunks overlapping by
+    ``overlap_seconds`` (level-matched, cross-faded), so memory is bounded by one chunk.
+    ``device`` is a torch device string (``cpu``, ``cuda:0``); ``seed`` fixes the vocoder noise.
+    """
+
+    chunks_internally = True  # the restorer chunks on feature-frame boundaries itself
+
+    def __init__(
+        self,
+        path: str,
+        chunk_seconds: float = 10.0,
+        overlap_seconds: float = 1.0,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        from restorekit.models.miipher2 import Miipher2
+
+        self.path = Path(path)
+        self.restorer = Miipher2.from_export(
+            self.path, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, seed=seed
+        ).to(device)
+        self.sample_rate = int(self.restorer.sample_rate)
+
+    def enhance(self, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        return self.restorer.restore(wave, sr)
