@@ -42,6 +42,17 @@ def test_recipes_build_and_degrade_deterministically(recipe: str, folders: list[
     assert {"noise", "codec"} <= applied
 
 
+@pytest.mark.parametrize("recipe", ["miipher2", "finally"])
+def test_recipes_survive_pickling_for_dataloader_workers(recipe: str, folders: list[str]) -> None:
+    import pickle
+
+    chain, _ = build_chain(str(RECIPES / f"{recipe}.yaml"), folders)
+    x = speechlike(16000, 0.5)
+    before, _ = chain(x, 16000, sample_rng(0, 0, 1))
+    after, _ = pickle.loads(pickle.dumps(chain))(x, 16000, sample_rng(0, 0, 1))
+    np.testing.assert_array_equal(before, after)
+
+
 def test_miipher2_recipe_follows_the_paper(folders: list[str]) -> None:
     chain, _ = build_chain(str(RECIPES / "miipher2.yaml"), folders)
     by_name = {op.name: op.aug for op in chain.ops}

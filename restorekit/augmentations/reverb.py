@@ -7,6 +7,7 @@ scaled back to the input's RMS so reverb changes the sound, not the level.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ class Reverb(Augmentation):
         if not max_seconds > 0:
             raise ConfigError(f"augmentation 'reverb': args.max_seconds must be > 0, got {max_seconds!r}")
         files = list_audio(dirs, "reverb", "RIR")
-        self.pool = AudioPool(files, lambda p, sr: _read_rir(p, sr, max_seconds), "reverb", "RIR", cache_mb)
+        # partial, not a lambda: DataLoader workers started with 'spawn' pickle the chain
+        self.pool = AudioPool(files, partial(_read_rir, max_seconds=max_seconds), "reverb", "RIR", cache_mb)
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         path, rir = self.pool.pick(rng, sr)
