@@ -110,3 +110,16 @@ def test_script_and_module_entry_points_write_the_manifest(corpus):
 def test_command_line_reports_a_missing_folder_with_status_2(tmp_path, capsys):
     assert main(["--root-dir", str(tmp_path / "missing")]) == 2
     assert "error: audio root" in capsys.readouterr().err
+
+
+def test_fast_reader_and_csv_fallback_agree_on_plain_and_quoted_paths(corpus):
+    write_wav(corpus / "spk, odd" / "a,b.wav")  # a comma in the path: the csv writer quotes it
+    write_metadata(corpus)
+    quoted = read_manifest(corpus)
+    assert "spk, odd/a,b.wav" in [quoted.path(i) for i in range(len(quoted))]
+    (corpus / "spk, odd" / "a,b.wav").unlink()
+    write_metadata(corpus)
+    plain, table = read_manifest(corpus), rows(corpus)[1:]
+    assert [plain.path(i) for i in range(len(plain))] == [r[0] for r in table]
+    np.testing.assert_array_equal(plain.durations, [float(r[1]) for r in table])
+    assert plain.sample_rates.tolist() == [int(r[2]) for r in table]

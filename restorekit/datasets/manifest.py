@@ -189,24 +189,27 @@ class Manifest:
     """One audio root's index as columns: paths, durations (s) and sample rates (Hz).
 
     Paths live in one UTF-8 byte buffer with offsets rather than a million Python strings:
-    DataLoader workers are forked, and touching Python objects (refcounts) copies their
-    pages into every worker (pytorch/pytorch#13246); numpy buffers stay shared.
+    DataLoader workers are forked, and touching Python objects (refcounts) copies their pages
+    into every worker (pytorch/pytorch#13246); numpy buffers stay shared.
     """
 
-    def __init__(self, root: Path, paths: Sequence[str], durations: np.ndarray, sample_rates: np.ndarray) -> None:
-        self.root = root
+    def __init__(self, root: Path, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, durations: np.ndarray,
+                 sample_rates: np.ndarray) -> None:
+        self.root, self._blob, self._starts, self._ends = root, blob, starts, ends
+        self.durations, self.sample_rates = durations, sample_rates
+
+    @classmethod
+    def from_paths(cls, root: Path, paths: Sequence[str], durations: np.ndarray, rates: np.ndarray) -> "Manifest":
         encoded = [p.encode("utf-8") for p in paths]
-        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        self._ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
-        self.durations = durations
-        self.sample_rates = sample_rates
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        ends = np.cumsum(lengths)
+        return cls(root, np.frombuffer(b"".join(encoded), dtype=np.uint8), ends - lengths, ends, durations, rates)
 
     def __len__(self) -> int:
         return len(self._ends)
 
     def path(self, i: int) -> str:
-        start = int(self._ends[i - 1]) if i > 0 else 0
-        return self._blob[start: int(self._ends[i])].tobytes().decode("utf-8")
+        return self._blob[int(self._starts[i]): int(self._ends[i])].tobytes().decode("utf-8")
 
 
 def read_manifest(root: str | Path, build_missing: bool = True) -> Manifest:
@@ -218,25 +221,65 @@ def read_manifest(root: str | Path, build_missing: bool = True) -> Manifest:
             raise DataError(f"{path} not found; build it with: python scripts/make_metadata_csv.py --root-dir {root}")
         report = write_metadata(root)
         print(report.summary(), file=sys.stderr)
+    data = path.read_bytes()
+    _check_header(path, data.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r").split(","))
+    return _parse_fast(root, data) or _parse_csv(root, path)
+
+
+def _parse_fast(root: Path, data: bytes) -> Manifest | None:
+    """Vectorised parse of a plain file (no quotes, one field count): ~20x faster than the csv module.
+
+    Written by hand: neither numpy nor the csv module parses a million mixed-type rows in well
+    under a second, and pandas is not a dependency. Returns None (use the csv module) whenever
+    the file is not plain, so quoted paths and odd files still read correctly.
+    """
+    if b'"' in data or b"\r" in data:
+        return None
+    a = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(a == 10)
+    if len(newlines) == 0:
+        return None
+    ncommas = data[: newlines[0]].count(b",")
+    stops = newlines[1:] if data.endswith(b"\n") else np.append(newlines[1:], len(data))
+    starts = np.append(newlines[0] + 1, newlines[1:][: len(stops) - 1] + 1)
+    commas = np.flatnonzero(a[newlines[0]:] == 44) + newlines[0]
+    if ncommas < 4 or len(commas) != len(stops) * ncommas:
+        return None
+    c = commas.reshape(len(stops), ncommas)
+    if len(stops) and not ((c[:, 0] > starts).all() and (c[:, -1] < stops).all()):
+        return None  # a blank line or a row with the wrong field count
+    durations = _numbers(a, c[:, 0] + 1, c[:, 1] + 1)
+    rates = _numbers(a, c[:, 1] + 1, c[:, 2] + 1)
+    if durations is None or rates is None:
+        return None
+    # The paths stay where they are in the file's bytes: only their offsets are kept.
+    return Manifest(root, a, starts, c[:, 0].copy(), durations, rates.astype(np.int64))
+
+
+def _gather(a: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The byte ranges [starts, stops) of ``a`` concatenated, and their end offsets."""
+    lengths = stops - starts
+    ends = np.cumsum(lengths)
+    idx = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths)
+    return a[idx], ends
+
+
+def _numbers(a: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray | None:
+    # Each range ends with its comma, so the gathered bytes are "1.5,2.25,..." for numpy's parser.
+    text, _ = _gather(a, starts, stops)
+    if not len(starts):
+        return np.zeros(0)
+    values = np.fromstring(text.tobytes(), dtype=np.float64, sep=",")
+    return values if len(values) == len(starts) else None
+
+
+def _parse_csv(root: Path, path: Path) -> Manifest:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
-        _check_header(path, header)
+        next(reader, None)
         cols = list(zip(*reader))
     if not cols:
-        return Manifest(root, [], np.zeros(0), np.zeros(0, dtype=np.int64))
-    return _columns_to_manifest(root, path, cols)
-
-
-def _check_header(path: Path, header: list[str] | None) -> None:
-    if header is None or tuple(header[:4]) != COLUMNS[:4]:
-        raise DataError(
-            f"{path}: not a restorekit metadata.csv (header {header!r}, expected it to start with "
-            f"{', '.join(COLUMNS[:5])}); rebuild it with scripts/make_metadata_csv.py --root-dir {path.parent}"
-        )
-
-
-def _columns_to_manifest(root: Path, path: Path, cols: list[tuple[str, ...]]) -> Manifest:
+        return Manifest.from_paths(root, [], np.zeros(0), np.zeros(0, dtype=np.int64))
     try:
         durations = np.asarray(cols[1], dtype=np.float64)
         rates = np.asarray(cols[2], dtype=np.float64).astype(np.int64)
@@ -245,7 +288,15 @@ def _columns_to_manifest(root: Path, path: Path, cols: list[tuple[str, ...]]) ->
             f"{path}: a duration or sample_rate value is not a number ({exc}); "
             f"rebuild it with scripts/make_metadata_csv.py --root-dir {root}"
         ) from exc
-    return Manifest(root, cols[0], durations, rates)
+    return Manifest.from_paths(root, cols[0], durations, rates)
+
+
+def _check_header(path: Path, header: list[str] | None) -> None:
+    if header is None or tuple(header[:4]) != COLUMNS[:4]:
+        raise DataError(
+            f"{path}: not a restorekit metadata.csv (header {header!r}, expected it to start with "
+            f"{', '.join(COLUMNS[:5])}); rebuild it with scripts/make_metadata_csv.py --root-dir {path.parent}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
