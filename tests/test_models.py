@@ -24,6 +24,8 @@ EXAMPLES = {
     "mpd": {"periods": [2, 3], "channels": [8, 16]},
     "msd": {"scales": 2, "channels": [8, 16, 16], "groups": 4},
     "ms_stft": {"fft_sizes": [256, 128], "channels": 8, "depth": 2},
+    "miipher2": {"feature_cleaner": {"name": "parallel_adapter_cleaner", "args": {"encoder": TINY_ENCODER, "bottleneck": 16}},
+                 "vocoder": {"name": "wavefit", "args": TINY_WAVEFIT}},
 }
 
 

@@ -192,10 +192,14 @@ class WaveFit(nn.Module):
         """Scale z (B, samples) by sqrt(power / mean(z^2)) so its power equals ``power`` (B, 1)."""
         return z * torch.sqrt(power / (z.square().mean(dim=1, keepdim=True) + eps))
 
-    def noise(self, features: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
-        """Initial y_T (B, frames * hop): white, or shaped by a predicted spectral envelope."""
+    def noise(self, features: torch.Tensor, power: torch.Tensor, white: torch.Tensor | None = None) -> torch.Tensor:
+        """Initial y_T (B, frames * hop) from ``white`` noise (drawn when None): shaped by a
+        predicted spectral envelope when ``initial_noise`` is ``shaped``, then scaled to ``power``."""
         b, frames, _ = features.shape
-        white = torch.randn(b, frames * self.hop, device=features.device, dtype=features.dtype)
+        if white is None:
+            white = torch.randn(b, frames * self.hop, device=features.device, dtype=features.dtype)
+        elif white.shape != (b, frames * self.hop):
+            raise ConfigError(f"wavefit: noise must have shape {(b, frames * self.hop)}, got {tuple(white.shape)}")
         if self.initial_noise == "shaped":
             white = self._shape(white, features)
         return self.gain(white, power)
@@ -208,14 +212,18 @@ class WaveFit(nn.Module):
         return torch.istft(spec * env, n_fft, self.hop, window=window, length=white.shape[-1])
 
     def forward(self, features: torch.Tensor, noise: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """All T outputs [y_{T-1}, ..., y_0], each (B, frames * hop); ``noise`` overrides y_T."""
+        """All T outputs [y_{T-1}, ..., y_0], each (B, frames * hop).
+
+        ``noise`` (B, frames * hop) is the white noise y_T starts from (drawn when None); passing it
+        makes the output deterministic, e.g. for chunked restoration.
+        """
         if features.ndim != 3 or features.shape[-1] != self.feature_dim:
             raise ConfigError(
                 f"wavefit: expected features (batch, frames, {self.feature_dim}), got {tuple(features.shape)}; "
                 "set models.vocoder.args.feature_dim to the cleaner's feature size"
             )
         cond, power = self.condition(features), self.target_power(features)
-        y = self.noise(features, power) if noise is None else noise
+        y = self.noise(features, power, noise)
         outputs = []
         for t in reversed(range(self.iterations)):
             y = self.gain(y - self.generator(y, cond, t), power)
