@@ -1,0 +1,120 @@
+"""The evaluate command: score folders, compare enhancers, write the report folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from restorekit.audio import save
+from restorekit.errors import ConfigError, DataError
+from restorekit.evaluation import list_audio, main, pair_references, read_transcripts
+from test_metrics import SR, noisy, voiced
+from tests_helpers import REPO, run_py
+
+
+def make_set(root: Path, n: int = 3) -> dict[str, Path]:
+    """clean/, noisy/ (same relative paths, one in a subfolder, FLAC beside WAV) and outputs/."""
+    for i in range(n):
+        rel = f"sub/f{i}" if i == 0 else f"f{i}"
+        clean = voiced(seed=i)
+        save(root / "clean" / f"{rel}.wav", clean, SR)
+        save(root / "noisy" / f"{rel}.flac", noisy(clean, 0, seed=20 + i), SR)
+        save(root / "outputs" / f"{rel}.wav", noisy(clean, 15, seed=40 + i), SR)
+    return {k: root / k for k in ("clean", "noisy", "outputs")}
+
+
+def args(cfg: str, out: Path, *extra: str) -> list[str]:
+    return [f"exp.config_path={REPO / 'configs' / 'eval' / cfg}", f"exp.output_dir={out}", *extra]
+
+
+FAST = "metrics=[{name: pesq_wb}, {name: si_sdr}]"
+
+
+def test_score_a_folder_of_outputs_against_references(tmp_path, capsys):
+    d = make_set(tmp_path)
+    rc = main(args("score_folder.yaml", tmp_path / "ev", f"systems.outputs={d['outputs']}",
+                   f"data.references={d['clean']}", FAST, "suite.workers=1", "report.html=false"))
+    assert rc == 0
+    report = tmp_path / "ev" / "report"
+    summary = json.loads((report / "summary.json").read_text())
+    pesq = summary["systems"]["outputs"]["metrics"]["pesq_wb"]
+    assert pesq["n"] == 3 and pesq["failed"] == 0 and 1.0 < pesq["mean"] < 4.65
+    assert {p.name for p in report.iterdir()} == {"per_file.csv", "failures.csv", "summary.json", "summary.md"}
+    assert "| outputs | 3 |" in capsys.readouterr().out
+    assert (tmp_path / "ev" / "config.yaml").is_file()
+
+
+def test_compare_enhancers_ranks_and_writes_their_outputs(tmp_path):
+    d = make_set(tmp_path)
+    main(args("compare_baselines.yaml", tmp_path / "ev", f"data.inputs={d['noisy']}", f"data.references={d['clean']}",
+              FAST, "suite.workers=1", "report.examples=1",
+              "enhancers={identity: {name: identity}, gated: {name: spectral_gating}}"))
+    summary = json.loads((tmp_path / "ev" / "report" / "summary.json").read_text())
+    assert list(summary["systems"]) == ["identity", "gated"]
+    sdr = {s: v["metrics"]["si_sdr"]["mean"] for s, v in summary["systems"].items()}
+    assert sdr["gated"] > sdr["identity"]  # denoising a 0 dB mixture raises SI-SDR
+    assert (tmp_path / "ev" / "outputs" / "gated" / "sub" / "f0.wav").is_file()
+    assert (tmp_path / "ev" / "report" / "report.html").is_file()
+
+
+def test_evaluate_entry_point_runs_and_user_errors_exit_2_with_one_line(tmp_path):
+    d = make_set(tmp_path, n=2)
+    ok = run_py(["evaluate.py", *args("score_folder.yaml", tmp_path / "ev", f"systems.outputs={d['outputs']}",
+                                      f"data.references={d['clean']}", "metrics=[{name: si_sdr}]",
+                                      "suite.workers=1", "report.html=false")])
+    assert ok.returncode == 0, ok.stderr
+    assert "si_sdr" in ok.stdout
+    bad = run_py(["-m", "restorekit", "evaluate", *args("unpaired.yaml", tmp_path / "ev2", "metrics=[{name: stoi}]",
+                                                          f"+systems.x={d['outputs']}")])
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: metrics stoi need references but data.references is not set; "
+        "set it to the clean folder or remove those metrics"
+    )
+
+
+def test_pairing_errors_say_what_is_missing(tmp_path):
+    d = make_set(tmp_path, n=2)
+    save(d["outputs"] / "extra.wav", voiced(), SR)
+    with pytest.raises(DataError, match=r"systems.x: 1 file\(s\) have no reference with the same relative path .* 'extra'"):
+        pair_references(list(list_audio(d["outputs"], "systems.x")), list_audio(d["clean"], "r"), "systems.x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="data.inputs: no audio files"):
+        list_audio(tmp_path / "empty", "data.inputs")
+    with pytest.raises(ConfigError, match="nothing to score: list folders under systems"):
+        main(args("unpaired.yaml", tmp_path / "ev"))
+    with pytest.raises(ConfigError, match="enhancers are listed but data.inputs is not set"):
+        main(args("unpaired.yaml", tmp_path / "ev", "enhancers={identity: {name: identity}}"))
+
+
+def test_transcripts_reach_the_wer_metric(tmp_path):
+    d = make_set(tmp_path, n=1)
+    (tmp_path / "t.csv").write_text("name,text\nsub/f0.wav,hello world\n")
+    assert read_transcripts(tmp_path / "t.csv") == {"sub/f0": "hello world"}
+    main(args("unpaired.yaml", tmp_path / "ev", f"+systems.o={d['outputs']}", f"data.transcripts={tmp_path / 't.csv'}",
+              "metrics=[{name: wer}]", "suite.workers=1", "report.html=false"))
+    summary = json.loads((tmp_path / "ev" / "report" / "summary.json").read_text())
+    assert summary["failures"]["count"] == 0 and summary["systems"]["o"]["metrics"]["wer"]["n"] == 1
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_deepfilternet3_beats_identity_on_dnsmos_ovrl_over_real_pairs(real_data, tmp_path):
+    # A subset of the real pairs (VoiceBank-DEMAND and the SEFlow noise pairs) keeps this
+    # inside the test-time budget; the full set runs with configs/eval/compare_baselines.yaml.
+    names = ["vbdemand_p232_007", "vbdemand_p232_117", "seflow_noise_p232_189", "seflow_noise_p232_352"]
+    for kind in ("noisy", "clean"):
+        (tmp_path / kind).mkdir()
+        for n in names:
+            src = next((real_data / "pairs" / kind).glob(f"{n}.*"))
+            (tmp_path / kind / src.name).symlink_to(src)  # never copied
+    main(args("compare_baselines.yaml", tmp_path / "ev", f"data.inputs={tmp_path / 'noisy'}",
+              f"data.references={tmp_path / 'clean'}", "metrics=[{name: dnsmos}]", "report.html=false", "suite.workers=1",
+              "enhancers={identity: {name: identity}, deepfilternet3: {name: deepfilternet3}}"))
+    systems = json.loads((tmp_path / "ev" / "report" / "summary.json").read_text())["systems"]
+    ovrl = {s: v["metrics"]["dnsmos_ovrl"] for s, v in systems.items()}
+    assert ovrl["deepfilternet3"]["n"] == ovrl["identity"]["n"] == len(names)
+    assert ovrl["deepfilternet3"]["mean"] > ovrl["identity"]["mean"] + 0.1
+    assert np.isfinite(ovrl["deepfilternet3"]["ci95_half"])
