@@ -6,4 +6,7 @@ from restorekit.registry import Registry
 
 TRAINERS = Registry("trainers")
 
-__all__ = ["TRAINERS"]
+from restorekit.trainers import feature_cleaner, vocoder  # noqa: E402,F401  (registers)
+from restorekit.trainers.base import BaseTrainer  # noqa: E402
+
+__all__ = ["TRAINERS", "BaseTrainer"]

@@ -449,6 +449,7 @@ class BaseTrainer(ABC):
                 self.ema.update(self.step)
             for k, v in scalars.items():
                 window[k].append(v)
+            self._last_scalars = scalars
             for cb in self.callbacks:
                 cb(self)
             if self.step % self.args.log_every == 0:
