@@ -24,6 +24,8 @@ EXAMPLES = {
     "mpd": {"periods": [2, 3], "channels": [8, 16]},
     "msd": {"scales": 2, "channels": [8, 16, 16], "groups": 4},
     "ms_stft": {"fft_sizes": [256, 128], "channels": 8, "depth": 2},
+    "discriminator_set": {"members": [{"name": "mpd", "args": {"periods": [2], "channels": [8, 16]}},
+                                      {"name": "ms_stft", "args": {"fft_sizes": [128], "channels": 8, "depth": 1}}]},
     "miipher2": {"feature_cleaner": {"name": "parallel_adapter_cleaner", "args": {"encoder": TINY_ENCODER, "bottleneck": 16}},
                  "vocoder": {"name": "wavefit", "args": TINY_WAVEFIT}},
 }
@@ -34,7 +36,7 @@ def _run(name: str, model: torch.nn.Module) -> None:
     if name == "wavefit":
         out = model.infer(torch.randn(2, 5, 32))
         assert out.shape == (2, 5 * 480)
-    elif name in ("mpd", "msd", "ms_stft"):
+    elif name in ("mpd", "msd", "ms_stft", "discriminator_set"):
         logits, maps = model(wave)
         assert len(logits) == len(maps) > 0 and all(lg.shape[0] == 2 for lg in logits)
     elif name == "miipher2":

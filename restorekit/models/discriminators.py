@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from restorekit.errors import ConfigError
 from restorekit.models import MODELS
 
 Output = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
@@ -141,3 +142,28 @@ class MultiScaleSTFTDiscriminator(nn.Module):
     def forward(self, wave: torch.Tensor) -> Output:
         outs = [d(wave) for d in self.discriminators]
         return [o[0] for o in outs], [o[1] for o in outs]
+
+
+@MODELS.register("discriminator_set")
+class DiscriminatorSet(nn.Module):
+    """Several discriminators as one: audio (B, T) -> (all members' logits, all members' feature maps), concatenated.
+
+    ``members`` is a list of discriminator nodes, e.g. ``[{name: mpd}, {name: ms_stft}]``, so one
+    ``discriminators`` role can hold the HiFi-GAN pair or any mix.
+    """
+
+    def __init__(self, members: Sequence[dict]) -> None:
+        super().__init__()
+        if not members:
+            raise ConfigError("discriminator_set: members is empty; list at least one discriminator node")
+        self.members = nn.ModuleList(
+            MODELS.build(m, where=f"models.discriminators.args.members[{i}]") for i, m in enumerate(members)
+        )
+
+    def forward(self, wave: torch.Tensor) -> Output:
+        logits, maps = [], []
+        for member in self.members:
+            lg, fm = member(wave)
+            logits += lg
+            maps += fm
+        return logits, maps
