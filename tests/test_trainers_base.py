@@ -81,7 +81,7 @@ class TinyGanTrainer(BaseTrainer):
         # the random gain makes the step consume the global RNG, which resume must restore
         gain = 1.0 + 0.1 * torch.rand(())
         fake = self.model("generator")(batch["degraded"].unsqueeze(1)).squeeze(1) * gain
-        return adversarial_step(self, GanLosses.split(self.losses), ["discriminator"], fake, batch["clean"])
+        return adversarial_step(self, GanLosses.split(self.losses_for("")), ["discriminator"], fake, batch["clean"])
 
     def export(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def test_generator_loss_alone_gives_discriminator_no_gradient(tmp_path):
     tr._last_micro = False  # accumulate only: nothing is stepped or zeroed
     batch = tr.to_device(next(tr._batches()))
     fake = tr.model("generator")(batch["degraded"].unsqueeze(1)).squeeze(1)
-    losses = GanLosses.split(tr.losses)
+    losses = GanLosses.split(tr.losses_for(""))
     with tr.frozen("discriminator"):
         logits, _ = tr.raw("discriminator")(fake)
         total, scalars = tr.weighted_losses(losses.adversarial, logits)
@@ -183,7 +183,7 @@ def test_weight_zero_loss_is_logged_without_gradient(tmp_path):
     tr = TinyGanTrainer(tiny_cfg(tmp_path, grad_accum=1))
     scalars = tr._train_window([next(tr._batches())])
     assert scalars["loss/mel_l1"] > 0
-    mel = [t for t in tr.losses if t.name == "mel_l1"][0]
+    mel = [t for t in tr.losses_for("") if t.name == "mel_l1"][0]
     assert mel.weight == 0
     for key in ("loss/multi_resolution_stft", "loss/hinge_gan", "loss/hinge_gan_d", "loss/feature_matching",
                 "grad/generator_norm", "grad/discriminator_norm", "lr/generator", "lr/discriminator"):

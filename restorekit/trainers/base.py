@@ -244,12 +244,23 @@ class BaseTrainer(ABC):
             )
         return modules[role]
 
-    def build_losses(self) -> list[LossTerm]:
+    def build_losses(self) -> dict[str, list[LossTerm]]:
+        """The config's loss list, or a mapping ``{group: [loss, ...]}`` (stages pick their groups)."""
+        node = self.cfg.get("losses") or []
+        if isinstance(node, (Mapping, DictConfig)):
+            return {str(g): self._loss_list(v or [], f"losses.{g}") for g, v in node.items()}
+        return {"": self._loss_list(node, "losses")}
+
+    def losses_for(self, group: str) -> list[LossTerm]:
+        """The loss group ``group`` (``losses.<group>``), or the plain loss list when there are no groups."""
+        return self.losses.get(group, self.losses.get("", []))
+
+    def _loss_list(self, nodes: Any, where_root: str) -> list[LossTerm]:
         from restorekit.losses import LOSSES
 
         terms, seen = [], defaultdict(int)
-        for i, node in enumerate(self.cfg.get("losses") or []):
-            where = f"losses[{i}]"
+        for i, node in enumerate(nodes):
+            where = f"{where_root}[{i}]"
             if "weight" not in node:
                 raise ConfigError(f"{where} ({node.get('name')}) has no weight; add weight: <number> (0 = log only)")
             fn = LOSSES.build(node, where=where, extra_keys=("weight",)).to(self.device)
@@ -426,7 +437,14 @@ class BaseTrainer(ABC):
         save_export(str(folder), self.export_config(), {r: self.models[r] for r in self.export_roles})
 
     def export_config(self) -> DictConfig:
-        return self.cfg
+        """The run's config, with ``models.<role>`` taken from the export each init_from role came from
+        (the export must rebuild every module it holds, whatever this config says about it)."""
+        cfg = OmegaConf.create(to_plain(self.cfg))
+        for role, path in self.args.init_from.items():
+            source = OmegaConf.load(Path(str(path)) / "config.yaml")
+            if role in self.export_roles and role in (source.get("models") or {}):
+                OmegaConf.update(cfg, f"models.{role}", source.models[role], force_add=True)
+        return cfg
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> Path | None:

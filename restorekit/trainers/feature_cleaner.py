@@ -14,7 +14,7 @@ class FeatureCleanerTrainer(BaseTrainer):
     """Miipher-2 stage 1: adapters learn degraded -> clean SSL features (frozen encoder, feature losses).
 
     Roles: ``models.feature_cleaner`` (a cleaner with ``forward`` = adapters on and ``target`` =
-    frozen encoder features). Losses: the config's loss list applied to (cleaned features of the
+    frozen encoder features). Losses: ``losses.feature_cleaner`` (or a plain loss list) applied to (cleaned features of the
     degraded input, encoder features of the clean input), e.g. ``miipher_feature_loss``.
     Optimizer: ``trainer.args.optimizers.generator``. Export: ``feature_cleaner`` (EMA weights).
     Validation logs ``valid/loss/*`` (this stage makes no audio).
@@ -34,7 +34,7 @@ class FeatureCleanerTrainer(BaseTrainer):
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         estimate, target = self._features(batch)
-        loss, scalars = self.weighted_losses(self.losses, estimate, target)
+        loss, scalars = self.weighted_losses(self.losses_for("feature_cleaner"), estimate, target)
         self.backward(loss, "generator")
         self.optimizer_step("generator")
         scalars["loss/total"] = float(loss.detach())
@@ -42,4 +42,4 @@ class FeatureCleanerTrainer(BaseTrainer):
 
     def valid_losses(self, batch: dict[str, Any]) -> dict[str, float]:
         estimate, target = self._features(batch)
-        return self.weighted_losses(self.losses, estimate, target)[1]
+        return self.weighted_losses(self.losses_for("feature_cleaner"), estimate, target)[1]

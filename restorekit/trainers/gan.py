@@ -27,13 +27,16 @@ class GanLosses:
     waveform: list["LossTerm"]  # loss(fake wave, real wave)
     adversarial: list["LossTerm"]  # GANLoss: generator(fake logits) / discriminator(real, fake)
     feature_matching: list["LossTerm"]  # loss(fake feature maps, real feature maps)
+    discriminator: list["LossTerm"]  # GANLoss terms whose .discriminator() trains D
 
     @classmethod
-    def split(cls, terms: list["LossTerm"]) -> "GanLosses":
+    def split(cls, terms: list["LossTerm"], d_terms: list["LossTerm"] | None = None) -> "GanLosses":
+        """Sort generator-side ``terms``; D's objective is ``d_terms`` when given, else G's GAN terms."""
         adv = [t for t in terms if isinstance(t.fn, GANLoss)]
         fm = [t for t in terms if isinstance(t.fn, FeatureMatchingLoss)]
         wave = [t for t in terms if t not in adv and t not in fm]
-        return cls(wave, adv, fm)
+        disc = [t for t in d_terms if isinstance(t.fn, GANLoss)] if d_terms else adv
+        return cls(wave, adv, fm, disc)
 
 
 def discriminate(trainer: "BaseTrainer", roles: list[str], wave: torch.Tensor, wrapped: bool
@@ -56,7 +59,7 @@ def adversarial_step(trainer: "BaseTrainer", losses: GanLosses, d_roles: list[st
     ``fake`` and ``real`` are ``(N, samples)``; ``fake`` carries the generator's graph.
     """
     scalars: dict[str, float] = {}
-    if d_roles and any(t.weight != 0 for t in losses.adversarial):
+    if d_roles and any(t.weight != 0 for t in losses.discriminator):
         scalars.update(_discriminator_update(trainer, losses, d_roles, fake.detach(), real))
     with trainer.frozen(*d_roles):
         total, g_scalars = trainer.weighted_losses(losses.waveform, fake, real)
@@ -78,7 +81,7 @@ def _discriminator_update(trainer: "BaseTrainer", losses: GanLosses, d_roles: li
         fake_logits, _ = discriminate(trainer, d_roles, fake, wrapped=True)
     total = torch.zeros((), device=real.device)
     scalars = {}
-    for t in losses.adversarial:
+    for t in losses.discriminator:
         with torch.no_grad() if t.weight == 0 else contextlib.nullcontext():
             value = t.fn.discriminator([x.float() for x in real_logits], [x.float() for x in fake_logits])
         if t.weight != 0:  # the config weight scales G's term; D learns at unit weight

@@ -21,9 +21,9 @@ from restorekit.trainers.gan import GanLosses, adversarial_step
 
 @dataclass
 class VocoderArgs(TrainerArgs):
-    """Adds ``discriminators``: the model roles that judge the vocoder (e.g. [mpd, msd])."""
+    """Adds ``discriminators``: the model roles that judge the vocoder (default: [discriminators])."""
 
-    discriminators: list = field(default_factory=list)
+    discriminators: list = field(default_factory=lambda: ["discriminators"])
 
 
 class _VocoderTrainer(BaseTrainer):
@@ -73,8 +73,12 @@ class _VocoderTrainer(BaseTrainer):
         n = min(real.shape[-1], min(o.shape[-1] for o in outputs))
         fake = torch.cat([o[..., :n] for o in outputs], dim=0)  # every WaveFit iteration is trained
         real = real[..., :n].repeat(len(outputs), 1)
-        scalars = adversarial_step(self, GanLosses.split(self.losses), list(self.args.discriminators), fake, real)
+        scalars = adversarial_step(self, self._gan_losses(), list(self.args.discriminators), fake, real)
         return scalars
+
+    def _gan_losses(self) -> GanLosses:
+        # losses.vocoder: generator side; losses.discriminator: D's objective (else G's GAN terms)
+        return GanLosses.split(self.losses_for("vocoder"), self.losses.get("discriminator"))
 
     @torch.no_grad()
     def synthesize(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
@@ -89,7 +93,8 @@ class VocoderPretrainTrainer(_VocoderTrainer):
 
     Roles: ``feature_cleaner`` (frozen; only its ``target`` = encoder features of clean speech is
     used), ``vocoder`` (WaveFit, returns all iterations), and the discriminator roles listed in
-    ``trainer.args.discriminators``. Losses: waveform losses (``multi_resolution_stft``,
+    ``trainer.args.discriminators``. Losses (``losses.vocoder``, ``losses.discriminator``, or
+    one plain list): waveform losses (``multi_resolution_stft``,
     ``mel_l1``), a GAN loss (``hinge_gan``/``lsgan``) and ``feature_matching``. Optimizers:
     ``generator`` and ``discriminator``. Export: vocoder (EMA weights) and discriminators.
     """
