@@ -22,6 +22,16 @@ from restorekit.trainers.gan import GanLosses, adversarial_step
 from restorekit.trainers.resume import config_for_train
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these modules are tiny, and on a shared, loaded 2-core machine
+    extra threads only contend (backward passes ran several times slower with them)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TinyDisc(nn.Module):
     """Two conv layers; returns ([logits], [[feature maps]]) like the real discriminators."""
 

@@ -124,6 +124,7 @@ class BaseTrainer(ABC):
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        self._validating = False  # see model()
         self.name = str(cfg.trainer.name)
         self.args = parse_args(self.Args, cfg.trainer.get("args"), "trainer.args")
         self._check_args()
@@ -356,8 +357,13 @@ class BaseTrainer(ABC):
 
     # ----------------------------------------------------------------- helpers for stages
     def model(self, role: str) -> nn.Module:
-        """The module to run forward passes through (the DDP wrapper when distributed)."""
-        return self.wrapped[role]
+        """The module to run forward passes through (the DDP wrapper when distributed).
+
+        During validation it is the unwrapped module: only rank 0 validates, and a DDP forward
+        there would start a collective (buffer broadcast) the other ranks never join, hanging
+        the job.
+        """
+        return self.models[role] if self._validating else self.wrapped[role]
 
     def raw(self, role: str) -> nn.Module:
         """The unwrapped module (its own methods, or passes that must not sync gradients)."""
@@ -577,8 +583,12 @@ class BaseTrainer(ABC):
             for m in self.models.values():
                 m.eval()
             # validation must not move the training RNG, or a resumed run would diverge
-            with _rng_preserved(), self.ema.swapped_in() if self.ema else contextlib.nullcontext():
-                scalars = self.validator.run(self.step)
+            self._validating = True
+            try:
+                with _rng_preserved(), self.ema.swapped_in() if self.ema else contextlib.nullcontext():
+                    scalars = self.validator.run(self.step)
+            finally:
+                self._validating = False
         distributed.barrier()
         return scalars
 
