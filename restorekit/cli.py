@@ -55,12 +55,13 @@ def cmd_list(args: Sequence[str]) -> int:
 
 
 def cmd_train(args: Sequence[str]) -> int:
-    from restorekit.config import load_config
     from restorekit.trainers import TRAINERS
+    from restorekit.trainers.resume import config_for_train
 
-    cfg = load_config(args)
+    # a resume (trainer.ckpt_dir=...) takes the checkpoint's config plus these overrides only
+    cfg = config_for_train(args)
     if "trainer" not in cfg:
-        raise ConfigError(f"{cfg.exp.config_path}: no 'trainer' section; add trainer: {{name: ..., args: {{...}}}}")
+        raise ConfigError(f"{cfg.exp.get('config_path')}: no 'trainer' section; add trainer: {{name: ..., args: {{...}}}}")
     trainer_cls = TRAINERS.get(cfg.trainer.get("name"), "trainer")
     trainer = trainer_cls.from_config(cfg)
     trainer.fit()
