@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 import types
+import warnings
 
 import numpy as np
 
@@ -27,7 +28,9 @@ def _import_resemblyzer():
         shim = types.ModuleType("pkg_resources")
         shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
         sys.modules["pkg_resources"] = shim
-    import resemblyzer
+    with warnings.catch_warnings():  # its scipy.ndimage.morphology import is deprecated, not ours to fix
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="resemblyzer")
+        import resemblyzer
 
     return resemblyzer
 
