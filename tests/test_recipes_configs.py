@@ -1,0 +1,81 @@
+"""Full-size Miipher-2 stage configs load, resolve and name real components, without building them.
+
+Building w2v-BERT 2.0 (600M parameters) is too slow for the test run, so each component node is
+checked against its registry entry's constructor signature instead (what Registry.build checks
+before it calls the constructor).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from restorekit.augmentations import AUGMENTATIONS
+from restorekit.config import load_config
+from restorekit.datasets import DATASETS
+from restorekit.losses import LOSSES
+from restorekit.models import MODELS
+from restorekit.optim import OPTIMIZERS, SCHEDULERS
+from restorekit.trainers import TRAINERS
+from restorekit.trainers.base import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = ["data.train_dirs=[/data/train]", "data.valid_dirs=[/data/valid]",
+           "data.noise_dirs=[/data/noise]", "data.rir_dirs=[/data/rirs]"]
+STAGES = {"stage1": ("miipher2_feature_cleaner", 800_000), "stage2": ("miipher2_vocoder_pretrain", 200_000),
+          "stage3": ("miipher2_vocoder_finetune", 675_000)}
+# runtime arguments the trainers inject (not in the config node)
+INJECTED = {"datasets": {"sample_rate"}, "losses": set(), "models": set(), "augmentations": set(),
+            "optimizers": {"params"}, "schedulers": {"optimizer"}}
+
+
+def check_node(registry, node, where: str) -> None:
+    """The node names a registered component and its args fit the constructor's signature."""
+    entry = registry.entry(str(node["name"]), where)
+    args = dict(node.get("args") or {})
+    names = [p.name for p in entry.params()]
+    if not entry.accepts_any():
+        unknown = [k for k in args if k not in names]
+        assert not unknown, f"{where}: {registry.kind} '{entry.name}' has no argument(s) {unknown}"
+    missing = [p.name for p in entry.params()
+               if p.required and p.name not in args and p.name not in INJECTED[registry.kind]]
+    assert not missing, f"{where}: {registry.kind} '{entry.name}' misses required {missing}"
+    for key, value in args.items():  # nested component nodes (the encoder, discriminator members)
+        if isinstance(value, dict) and "name" in value and value["name"] in MODELS and registry is MODELS:
+            check_node(MODELS, value, f"{where}.args.{key}")
+        if key == "members" and registry is MODELS:
+            for i, member in enumerate(value):
+                check_node(MODELS, member, f"{where}.args.members[{i}]")
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_full_size_stage_config_resolves_and_validates(stage):
+    cfg = load_config([f"exp.config_path={ROOT}/configs/miipher2/{stage}.yaml", *FOLDERS])
+    plain = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    trainer_name, steps = STAGES[stage]
+    assert plain["trainer"]["name"] == trainer_name
+    assert plain["trainer"]["args"]["max_steps"] == steps
+    trainer_cls = TRAINERS.get(trainer_name)
+    args = parse_args(trainer_cls.Args, cfg.trainer.args, "trainer.args")
+    assert plain["models"]["feature_cleaner"]["args"]["encoder"]["name"] == "w2v_bert2"
+    for role in plain["models"]:
+        check_node(MODELS, plain["models"][role], f"models.{role}")
+    for group, terms in plain["losses"].items():
+        for i, term in enumerate(terms):
+            check_node(LOSSES, term, f"losses.{group}[{i}]")
+    for split in ("train", "valid"):
+        node = plain["data"][split]
+        check_node(DATASETS, node, f"data.{split}")
+        assert node["args"]["roots"] == [f"/data/{split}"]
+        chain = node["args"].get("degradations")
+        if chain is not None:
+            check_node(AUGMENTATIONS, chain, f"data.{split}.args.degradations")
+            for i, op in enumerate(chain["args"]["ops"]):
+                check_node(AUGMENTATIONS, op, f"data.{split}.args.degradations.args.ops[{i}]")
+    for group, opt in plain["trainer"]["args"]["optimizers"].items():
+        check_node(OPTIMIZERS, opt, f"trainer.args.optimizers.{group}")
+        if opt.get("scheduler"):
+            check_node(SCHEDULERS, opt["scheduler"], f"trainer.args.optimizers.{group}.scheduler")
+    if stage == "stage3":
+        assert set(args.init_from) == {"feature_cleaner", "vocoder", "discriminators"}
