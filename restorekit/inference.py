@@ -266,12 +266,12 @@ class Runner:
         return self.enhancer.enhance_batch([(w, s) for _, w, s in batch])
 
     def _write(self, job: Job, out: np.ndarray, out_sr: int, seconds: float) -> None:
+        out, note = _fit_full_scale(out)
         try:
-            # PCM cannot hold samples beyond full scale; clip explicitly rather than wrap.
-            audio.save(job.target, np.clip(out, -1.0, 1.0), out_sr, overwrite=bool(self.cfg.overwrite))
+            audio.save(job.target, out, out_sr, overwrite=bool(self.cfg.overwrite))
         except RestorekitError as exc:
             return self._record(job, "failed", _one_line(exc), seconds)
-        self._record(job, "done", "", seconds)
+        self._record(job, "done", note, seconds)
 
     def _record(self, job: Job, status: str, reason: str = "", seconds: float = 0.0) -> None:
         self.summary.records.append(Record(str(job.source), str(job.target), status, reason, round(seconds, 3)))
@@ -328,6 +328,18 @@ def report(summary: Summary, output_dir: Path) -> Path:
         if r.status == "failed":
             print(f"  failed {r.input}: {r.reason}")
     return path
+
+
+def _fit_full_scale(out: np.ndarray, ceiling: float = 0.99) -> tuple[np.ndarray, str]:
+    """Scale a file whose peak exceeds full scale down to ``ceiling``, with a note saying so.
+
+    PCM cannot hold samples beyond +-1; hard clipping would add distortion that metrics (and
+    listeners) punish, and wrapping is worse, so the whole file is scaled instead.
+    """
+    p = audio.peak(out)
+    if p <= 1.0:
+        return out, ""
+    return (out * np.float32(ceiling / p)).astype(np.float32), f"peak {p:.2f} scaled to {ceiling} to avoid clipping"
 
 
 def _one_line(exc: BaseException) -> str:

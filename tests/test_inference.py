@@ -85,6 +85,20 @@ def test_single_file_and_list_inputs(tree: Path, tmp_path: Path) -> None:
         main(["enhancer=identity", f"input={tree / 'a.wav'}", f"output_dir={tree}"])
 
 
+def test_output_beyond_full_scale_is_scaled_not_clipped(tmp_path: Path) -> None:
+    src = tmp_path / "loud" / "hot.wav"
+    src.parent.mkdir()
+    wave = np.sin(2 * np.pi * 220 * np.arange(16_000) / 16_000).astype(np.float32) * 1.5
+    sf.write(src, wave, 16_000, subtype="FLOAT")  # float WAV holds samples beyond +-1
+    out = tmp_path / "out"
+    assert main(["enhancer=identity", f"input={src.parent}", f"output_dir={out}", "format=flac"]) == 0
+    got, _ = sf.read(out / "hot.flac", dtype="float32")
+    assert np.max(np.abs(got)) == pytest.approx(0.99, abs=1e-3)
+    np.testing.assert_allclose(got, wave * (0.99 / 1.5), atol=1e-3)  # same shape, no clipped tops
+    (record,) = summary_of(out)["files"]
+    assert record["status"] == "done" and record["reason"] == "peak 1.50 scaled to 0.99 to avoid clipping"
+
+
 def test_arguments_are_checked_with_helpful_messages(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exactly one of exp.ckpt_dir=EXPORT_DIR .* or enhancer=NAME"):
         parse_args([f"input={tmp_path}", f"output_dir={tmp_path / 'o'}"])
