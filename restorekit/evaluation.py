@@ -74,8 +74,12 @@ def read_transcripts(path: str | Path | None) -> dict[str, str]:
         rows = list(csv.DictReader(fh))
     if rows and not {"name", "text"} <= set(rows[0]):
         raise DataError(f"{path}: transcripts need the columns name,text; found {', '.join(rows[0])}")
-    return {str(Path(r["name"]).with_suffix("")) if Path(r["name"]).suffix.lower() in AUDIO_SUFFIXES
-            else r["name"]: r["text"] for r in rows}
+    return {_strip_audio_suffix(r["name"]): r["text"] for r in rows}
+
+
+def _strip_audio_suffix(name: str) -> str:
+    path = Path(name)
+    return path.with_suffix("").as_posix() if path.suffix.lower() in AUDIO_SUFFIXES else path.as_posix()
 
 
 def run_enhancer(label: str, node: Any, inputs: dict[str, Path], out_dir: Path) -> dict[str, Path]:
