@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from restorekit.errors import AudioError
+from restorekit.errors import AudioError, one_line
 
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
@@ -107,7 +107,7 @@ def _existing(path: str | Path) -> Path:
 
 
 def _unreadable(path: Path, exc: BaseException) -> str:
-    reason = " ".join(str(exc).split())
+    reason = one_line(exc)
     return (
         f"{path}: cannot be decoded as audio ({reason}); "
         "expected a WAV, FLAC, OGG/Vorbis, Opus or MP3 file"

@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from restorekit.errors import ConfigError, RestorekitError
+from restorekit.errors import ConfigError, RestorekitError, one_line
 from restorekit.registry import Registry, suggest
 
 # kind -> (module, registry attribute); the order is the order `list` prints them in.
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"unknown command '{command}'.{suggest(command, list(COMMANDS))} Commands: {', '.join(COMMANDS)}")
         return COMMANDS[command](rest)
     except RestorekitError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

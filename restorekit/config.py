@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from restorekit.errors import ConfigError
+from restorekit.errors import ConfigError, one_line
 
 CONFIG_PATH_KEY = "exp.config_path"
 
@@ -37,7 +37,7 @@ def load_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as exc:  # yaml.YAMLError, OmegaConf grammar errors, decoding errors
-        raise ConfigError(f"{path}: cannot be read as YAML: {_one_line(exc)}") from exc
+        raise ConfigError(f"{path}: cannot be read as YAML: {one_line(exc)}") from exc
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: the top level of a config must be a mapping, got a list")
     parents = _inherit_list(cfg, path)
@@ -112,7 +112,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         try:
             OmegaConf.update(cfg, key, _parse_value(raw), merge=False, force_add=True)
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"override '{item}' cannot be applied: {_one_line(exc)}") from exc
+            raise ConfigError(f"override '{item}' cannot be applied: {one_line(exc)}") from exc
     return cfg
 
 
@@ -173,7 +173,7 @@ def check_complete(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"config cannot be resolved: {_one_line(exc)}") from exc
+        raise ConfigError(f"config cannot be resolved: {one_line(exc)}") from exc
 
 
 def save_config(cfg: DictConfig, output_dir: str | Path, name: str = "config.yaml") -> Path:
@@ -203,6 +203,3 @@ def to_plain(cfg: Any) -> Any:
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -30,3 +30,8 @@ class DataError(RestorekitError):
 
 class CheckpointError(RestorekitError):
     """A checkpoint or export is missing, incomplete or incompatible."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message with all whitespace runs (newlines too) collapsed to one space."""
+    return " ".join(str(exc).split())

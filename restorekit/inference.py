@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from restorekit import audio
 from restorekit.config import apply_overrides, atomic_write_text, save_config
-from restorekit.errors import ConfigError, DataError, RestorekitError
+from restorekit.errors import ConfigError, DataError, RestorekitError, one_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 SUMMARY_NAME = "inference_summary.json"
@@ -225,7 +225,7 @@ class Runner:
             try:
                 wave, sr = audio.load(job.source)
             except RestorekitError as exc:
-                self._record(job, "failed", _one_line(exc))
+                self._record(job, "failed", one_line(exc))
                 continue
             if self._is_long(wave, sr):
                 yield [(job, wave, sr)]
@@ -251,7 +251,7 @@ class Runner:
                 return
             if not isinstance(exc, RestorekitError):  # a bug: keep its traceback visible
                 traceback.print_exc(file=sys.stderr)
-            return self._record(batch[0][0], "failed", f"{type(exc).__name__}: {_one_line(exc)}")
+            return self._record(batch[0][0], "failed", f"{type(exc).__name__}: {one_line(exc)}")
         per_file = (time.perf_counter() - start) / len(batch)
         for (job, _, _), (out, out_sr) in zip(batch, outputs):
             self._write(job, out, out_sr, per_file)
@@ -270,7 +270,7 @@ class Runner:
         try:
             audio.save(job.target, out, out_sr, overwrite=bool(self.cfg.overwrite))
         except RestorekitError as exc:
-            return self._record(job, "failed", _one_line(exc), seconds)
+            return self._record(job, "failed", one_line(exc), seconds)
         self._record(job, "done", note, seconds)
 
     def _record(self, job: Job, status: str, reason: str = "", seconds: float = 0.0) -> None:
@@ -341,6 +341,3 @@ def _fit_full_scale(out: np.ndarray, ceiling: float = 0.99) -> tuple[np.ndarray,
         return out, ""
     return (out * np.float32(ceiling / p)).astype(np.float32), f"peak {p:.2f} scaled to {ceiling} to avoid clipping"
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -25,7 +25,7 @@ from restorekit import audio
 from restorekit.augmentations import AUGMENTATIONS
 from restorekit.augmentations.chain import Chain, run_op, sample_rng
 from restorekit.config import apply_overrides, load_yaml
-from restorekit.errors import ConfigError, RestorekitError
+from restorekit.errors import ConfigError, RestorekitError, one_line
 
 
 def chain_node(cfg: DictConfig, config_path: str) -> tuple[Any, str]:
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         drawn = preview(args.config, args.input, args.out_dir, args.overrides, args.seed)
     except RestorekitError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"wrote {len(drawn) + 1} WAV/PNG pairs and params.json to {args.out_dir}")
     return 0

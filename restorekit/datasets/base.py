@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from restorekit.audio import check_sample_rate, load
-from restorekit.errors import AudioError, ConfigError, DataError
+from restorekit.errors import AudioError, ConfigError, DataError, one_line
 
 SHORT_POLICIES = ("pad", "drop")
 # After this many unreadable files in a row a dataset stops: the index no longer matches the disk.
@@ -98,7 +98,7 @@ class SkipUnreadable:
     def failed(self, path: Path, exc: AudioError) -> None:
         self.bad.add(str(path))
         self._run += 1
-        print(f"warning: {self.where}: skipping {path}: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"warning: {self.where}: skipping {path}: {one_line(exc)}", file=sys.stderr)
         if self._run >= MAX_CONSECUTIVE_FAILURES:
             raise DataError(
                 f"{self.where}: {self._run} files in a row could not be read (last: {path}); the metadata.csv "

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from restorekit.errors import DataError
+from restorekit.errors import DataError, one_line
 
 MANIFEST_NAME = "metadata.csv"
 COLUMNS = ("path", "duration", "sample_rate", "channels", "speaker", "size", "mtime_ns")
@@ -86,7 +86,7 @@ def _probe(root: Path, rel: str) -> tuple[str, list[str] | None, str]:
         return rel, [rel, f"{inf.frames / inf.samplerate:.6f}", str(inf.samplerate), str(inf.channels),
                      "", str(st.st_size), str(st.st_mtime_ns)], ""
     except Exception as exc:  # libsndfile/OS errors of any kind: reported, never fatal
-        return rel, None, " ".join(str(exc).split()) or type(exc).__name__
+        return rel, None, one_line(exc) or type(exc).__name__
 
 
 def _old_rows(manifest: Path) -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restorekit.datasets.manifest import DEFAULT_SPEAKER_PATTERN, write_metadata
-from restorekit.errors import DataError
+from restorekit.errors import DataError, one_line
 
 CHUNK = 1 << 20
 
@@ -108,7 +108,7 @@ def extract(path: Path, out_dir: Path) -> None:
             with tarfile.open(path) as tar:
                 tar.extractall(out_dir, filter="data")  # refuses absolute paths and ../ escapes
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        reason = " ".join(str(exc).split())
+        reason = one_line(exc)
         raise DataError(f"{path}: cannot be extracted ({reason}); delete it and run again to re-download") from exc
     marker.write_text("ok\n")
 

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from restorekit.errors import CheckpointError, ConfigError
+from restorekit.errors import CheckpointError, ConfigError, one_line
 from restorekit.metrics import METRICS
 from restorekit.metrics.base import Metric, MetricFailure, check_values, offline
 
@@ -51,7 +51,7 @@ class WhisperAsr:
             self.model = WhisperForConditionalGeneration.from_pretrained(model, local_files_only=offline()).eval()
         except OSError as exc:
             raise CheckpointError(
-                f"wer: Whisper weights '{model}' are not available ({' '.join(str(exc).split())[:200]}); "
+                f"wer: Whisper weights '{model}' are not available ({one_line(exc)[:200]}); "
                 "download them once online (huggingface-cli download MODEL) or set "
                 "metrics args.model to a local folder with config.json and the weights"
             ) from exc

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from restorekit.errors import CheckpointError
+from restorekit.errors import CheckpointError, one_line
 from restorekit.models import MODELS
 from restorekit.models.ssl import SSLEncoder
 
@@ -118,7 +118,7 @@ def _load_role(directory: Path, cfg: DictConfig, role: str, meta: dict) -> nn.Mo
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
-        raise CheckpointError(f"{where} ({' '.join(str(exc).split())[:300]}); {_MISMATCH}") from exc
+        raise CheckpointError(f"{where} ({one_line(exc)[:300]}); {_MISMATCH}") from exc
     missing = set(result.missing_keys) - reloadable_keys(module)
     if result.unexpected_keys or missing:
         raise CheckpointError(

@@ -15,7 +15,7 @@ import julius
 import torch
 from torch import nn
 
-from restorekit.errors import CheckpointError, ConfigError
+from restorekit.errors import CheckpointError, ConfigError, one_line
 from restorekit.models import MODELS
 from restorekit.models.frontends import SSL_SAMPLE_RATE, W2vBertFbank, WaveformInput
 
@@ -137,7 +137,7 @@ def _from_pretrained(model_cls: type, kind: str, pretrained: str, layer: int, kw
         depth = AutoConfig.from_pretrained(pretrained).num_hidden_layers
     except (OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{kind}: cannot load pretrained encoder '{pretrained}' ({' '.join(str(exc).split())[:200]}); "
+            f"{kind}: cannot load pretrained encoder '{pretrained}' ({one_line(exc)[:200]}); "
             "give a local folder holding config.json and the weights, or download it first "
             "(huggingface-cli download ID) while online; offline mode is HF_HUB_OFFLINE=1"
         ) from exc
