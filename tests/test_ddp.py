@@ -28,6 +28,8 @@ cfg = load_config(sys.argv[1:])
 trainer = TRAINERS.get(cfg.trainer.name).from_config(cfg)
 rank = trainer.dist.rank
 def dump(tag):
+    # only rank 0 creates the run folder in the trainer; rank 1 may get here first
+    trainer.output_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().clone().contiguous() for k, v in trainer.model_state().items()},
               str(trainer.output_dir / f"{tag}_rank{rank}.safetensors"))
 dump("init")
