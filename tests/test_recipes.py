@@ -6,7 +6,6 @@ import hashlib
 import http.server
 import io
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
@@ -18,6 +17,7 @@ from restorekit.datasets.recipes import (
     DNS_NOISE, LIBRITTS_R, VCTK, VOICEBANK_DEMAND, Archive, download, extract, main, prepare,
 )
 from restorekit.errors import DataError
+from tests_helpers import local_http_server
 
 
 def wav_bytes(sr=16000, seconds=0.3, fmt="WAV"):
@@ -136,12 +136,8 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 def server():
     RangeHandler.payload = bytes(range(256)) * 4000
     RangeHandler.ranges = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(RangeHandler) as url:
+        yield url
 
 
 def test_download_resumes_a_partial_file_and_verifies_the_checksum(tmp_path, server):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -13,6 +12,7 @@ import pytest
 from restorekit.evaluation import main
 from restorekit.evaluation_report import best_per_column
 from test_evaluate import args, make_set
+from tests_helpers import local_http_server
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ENHANCERS = "enhancers={identity: {name: identity}, gated: {name: spectral_gating}, webrtc: {name: webrtc_ns}}"
@@ -52,12 +52,8 @@ def test_best_per_column_respects_direction():
 def served(report):
     """The report folder over a localhost HTTP server in a thread; yields its base URL."""
     handler = functools.partial(QuietHandler, directory=str(report))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with local_http_server(handler) as url:
+        yield url + "/"
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,9 +1,13 @@
 """Helpers shared by tests (not fixtures): running the entry points in a subprocess."""
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,3 +25,15 @@ def run_py(args: list[str], timeout: float = 300, **env: str) -> subprocess.Comp
     return subprocess.run(
         [sys.executable, *args], cwd=REPO, env=offline_env(**env), capture_output=True, text=True, timeout=timeout
     )
+
+
+@contextmanager
+def local_http_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port in a thread; yields ``http://127.0.0.1:PORT``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
