@@ -19,6 +19,8 @@ EXAMPLES = {
     "w2v_bert2": TINY_ENCODER["args"],
     "hubert": {"layer": 2, "config": TINY_WAV},
     "wavlm": {"layer": 2, "config": {**TINY_WAV, "num_buckets": 8}},
+    "gemma3n_audio": {"layer": 2, "config": {"hidden_size": 32, "conf_num_attention_heads": 2,
+                                             "sscp_conv_channel_size": [8, 4]}},
     "parallel_adapter_cleaner": {"encoder": TINY_ENCODER, "bottleneck": 16},
     "wavefit": TINY_WAVEFIT,
     "mpd": {"periods": [2, 3], "channels": [8, 16]},

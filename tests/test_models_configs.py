@@ -55,3 +55,25 @@ def test_full_size_w2v_bert2_config_builds_offline_and_reports_parameter_counts(
     with capsys.disabled():
         print(f"\nfull-size w2v-BERT 2.0 (layer 13) cleaner: {total / 1e6:.1f}M parameters "
               f"({trainable / 1e6:.1f}M trainable); WaveFit-5: {wavefit / 1e6:.1f}M")
+
+
+@pytest.mark.slow
+def test_gemma3n_audio_config_builds_offline_and_its_vocoder_fits_25_hz_features(capsys):
+    cfg = apply_overrides(load_yaml(REPO / "configs/miipher2/models_gemma3n_audio.yaml"), OFFLINE)
+    base = load_yaml(REPO / "configs/miipher2/models_w2v_bert2.yaml")
+    assert cfg.losses == base.losses and cfg.models.discriminators == base.models.discriminators
+    cleaner = MODELS.build(cfg.models.feature_cleaner, where="models.feature_cleaner")
+    assert len(cleaner.encoder.blocks) == 6 and cleaner.feature_dim == 1536 and cleaner.frame_rate == 25.0
+    total = sum(p.numel() for p in cleaner.parameters())
+    trainable = sum(p.numel() for p in cleaner.parameters() if p.requires_grad)
+    # 6 adapters of 1536->1024->1536 (+biases) and 6 trainable RMSNorm scales
+    assert trainable == 6 * (1536 * 1024 + 1024 + 1024 * 1536 + 1536 + 1536)
+    vocoder = MODELS.build(cfg.models.vocoder, where="models.vocoder")
+    assert vocoder.hop == 960 and vocoder.feature_dim == 1536
+    restorer = Miipher2(cleaner, vocoder)
+    out, rate = restorer.restore(np.zeros(4000, np.float32) + 0.01, 16000)
+    assert rate == 24000 and out.shape == (6000,)
+    with capsys.disabled():
+        print(f"\nfull-size Gemma 3n audio (layer 6) cleaner: {total / 1e6:.1f}M parameters "
+              f"({trainable / 1e6:.1f}M trainable); WaveFit-5 at 25 Hz: "
+              f"{sum(p.numel() for p in vocoder.parameters()) / 1e6:.1f}M")

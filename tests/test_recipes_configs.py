@@ -79,3 +79,17 @@ def test_full_size_stage_config_resolves_and_validates(stage):
             check_node(SCHEDULERS, opt["scheduler"], f"trainer.args.optimizers.{group}.scheduler")
     if stage == "stage3":
         assert set(args.init_from) == {"feature_cleaner", "vocoder", "discriminators"}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_configs_take_the_gemma3n_audio_fragment_in_place_of_w2v_bert2(stage, tmp_path):
+    # what configs/miipher2/README.md tells users to do: inherit another model fragment
+    swapped = tmp_path / f"{stage}.yaml"
+    swapped.write_text(f"inherit: [{ROOT}/configs/miipher2/{stage}.yaml, "
+                       f"{ROOT}/configs/miipher2/models_gemma3n_audio.yaml]\n")
+    plain = OmegaConf.to_container(load_config([f"exp.config_path={swapped}", *FOLDERS]), resolve=True)
+    assert plain["models"]["feature_cleaner"]["args"]["encoder"]["name"] == "gemma3n_audio"
+    assert plain["models"]["vocoder"]["args"]["feature_dim"] == 1536
+    assert plain["trainer"]["args"]["max_steps"] == STAGES[stage][1]
+    for role in plain["models"]:
+        check_node(MODELS, plain["models"][role], f"models.{role}")

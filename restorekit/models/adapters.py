@@ -6,9 +6,12 @@ Where the adapter sits (our reading of the Miipher-2 figure, which places it bes
   convolution and its correction reaches the next layer directly; its output is added to the
   FFN's output (and so shares the FFN's 0.5 half-step scale).
 - HuBERT / WavLM transformer layers have one FFN, ``feed_forward``; the adapter runs beside it.
-- The LayerNorm that closes each block (``final_layer_norm``) gets a trainable copy, used while
-  adapters are on; the frozen original is kept for ``target``, so the target features are the
-  untouched encoder's.
+- Gemma 3n conformer blocks (like USM's) also have two half-step FFNs; the adapter runs beside
+  ``ffw_layer_end``, the one closing the block. That module adds its own residual
+  (x + 0.5 * ffn(x)), so the adapter's output is added at full scale.
+- The norm that closes each block (``final_layer_norm``; Gemma 3n's RMSNorm ``norm``) gets a
+  trainable copy, used while adapters are on; the frozen original is kept for ``target``, so
+  the target features are the untouched encoder's.
 The adapters' output layers start at zero, so an untrained cleaner returns exactly the frozen
 encoder's features.
 """
@@ -27,7 +30,6 @@ from restorekit.models import MODELS
 from restorekit.models.ssl import SSLEncoder
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
-_FFN_NAMES = ("ffn2", "feed_forward")  # first one a layer has is the one we wrap
 
 
 class Adapter(nn.Module):
@@ -65,9 +67,9 @@ class ParallelFFN(nn.Module):
 
 
 class SwitchedNorm(nn.Module):
-    """The block's closing LayerNorm: a trainable copy while adapters are on, the frozen original off."""
+    """The block's closing norm: a trainable copy while adapters are on, the frozen original off."""
 
-    def __init__(self, frozen: nn.LayerNorm, switch: _Switch) -> None:
+    def __init__(self, frozen: nn.Module, switch: _Switch) -> None:
         super().__init__()
         self.frozen, self.trainable, self._switch = frozen, copy.deepcopy(frozen), switch
         self.trainable.requires_grad_(True)
@@ -83,7 +85,7 @@ class ParallelAdapterCleaner(nn.Module):
     ``encoder`` is an SSL encoder node (``{name: w2v_bert2, args: {...}}``); an adapter
     (Linear dim->``bottleneck``, ``activation``, Linear bottleneck->dim, output layer zero-init)
     runs beside the FFN of every layer up to the encoder's ``layer``, and each block's closing
-    LayerNorm is a trainable copy. Only adapters and those norms train. ``target(wave, sr)`` gives
+    norm (LayerNorm, or RMSNorm for Gemma 3n) is a trainable copy. Only adapters and those norms train. ``target(wave, sr)`` gives
     the frozen encoder's features (adapters off), the clean-speech training target.
     """
 
@@ -95,18 +97,19 @@ class ParallelAdapterCleaner(nn.Module):
             )
         self.encoder = MODELS.build(encoder, where="models.feature_cleaner.args.encoder")
         if not isinstance(self.encoder, SSLEncoder):
-            raise ConfigError("models.feature_cleaner.args.encoder must name an SSL encoder (w2v_bert2, hubert, wavlm)")
+            raise ConfigError(
+                "models.feature_cleaner.args.encoder must name an SSL encoder (w2v_bert2, hubert, wavlm, gemma3n_audio)"
+            )
         self._switch = _Switch()
-        for layer in self.encoder.model.encoder.layers:
+        for layer in self.encoder.blocks:
             self._wrap_layer(layer, bottleneck, activation)
         self.feature_dim, self.frame_rate = self.encoder.feature_dim, self.encoder.frame_rate
 
     def _wrap_layer(self, layer: nn.Module, bottleneck: int, activation: str) -> None:
-        name = next((n for n in _FFN_NAMES if hasattr(layer, n)), None)
-        assert name is not None, f"{type(layer).__name__} has none of the FFN modules {_FFN_NAMES}"
+        ffn, norm = self.encoder.spec.ffn, self.encoder.spec.block_norm
         adapter = Adapter(self.encoder.feature_dim, bottleneck, activation)
-        setattr(layer, name, ParallelFFN(getattr(layer, name), adapter, self._switch))
-        layer.final_layer_norm = SwitchedNorm(layer.final_layer_norm, self._switch)
+        setattr(layer, ffn, ParallelFFN(getattr(layer, ffn), adapter, self._switch))
+        setattr(layer, norm, SwitchedNorm(getattr(layer, norm), self._switch))
 
     def num_frames(self, num_samples: int, sr: int) -> int:
         """Feature frames produced for ``num_samples`` samples at ``sr`` Hz."""

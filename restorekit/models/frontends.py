@@ -1,11 +1,14 @@
 """Batched torch front ends that turn 16 kHz audio into what an SSL encoder reads.
 
 transformers' feature extractors work on numpy arrays one utterance at a time on the CPU; the
-encoders here need the same numbers batched on the model's device, so the w2v-BERT fbank is
-re-implemented in torch (no library provides it batched on device). The mel filter bank and the
-Povey window come from ``transformers.audio_utils`` so the constants are exactly the extractor's.
+encoders here need the same numbers batched on the model's device, so the w2v-BERT fbank and the
+Gemma 3n log mel are re-implemented in torch (no library provides them batched on device). Their
+constants (mel filter banks, windows) come from transformers itself, so they are exactly the
+extractors'.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,3 +106,73 @@ class WaveformInput(nn.Module):
         mean = (wave * m).sum(1, keepdim=True) / n
         var = ((wave - mean).square() * m).sum(1, keepdim=True) / n
         return (wave - mean) / (var + 1e-7).sqrt() * m, mask
+
+
+class Gemma3nLogMel(nn.Module):
+    """Gemma 3n audio encoder input (USM style): 128-bin log mel of the magnitude spectrum, 32 ms
+    frames every 10 ms, HTK-flavoured pre-emphasis, FFT "overdrive" (1024 points), optional
+    per-bin normalisation. Wave (B, T) at 16 kHz -> (features (B, frames, bins), valid mask (B, frames)).
+
+    Every constant (window, mel matrix, floor, per-bin statistics, scale) is read from a
+    ``transformers`` ``Gemma3nAudioFeatureExtractor`` instance, by default one with its defaults,
+    so this matches that extractor for the same settings. Like the extractor, input is zero-padded
+    to a multiple of 128 samples before framing and a frame is valid when its first sample is.
+    Unlike it, nothing is truncated at 30 s, and dithering (0 by default) is never applied: the
+    encoder is frozen and its input should be deterministic.
+    """
+
+    pad_multiple = 128  # the extractor's default ``pad_to_multiple_of``
+
+    def __init__(self, extractor: Any | None = None) -> None:
+        super().__init__()
+        if extractor is None:
+            from transformers import Gemma3nAudioFeatureExtractor
+
+            extractor = Gemma3nAudioFeatureExtractor()
+        fe = extractor
+        self.frame_length, self.hop_length, self.fft_length = int(fe.frame_length), int(fe.hop_length), int(fe.fft_length)
+        self.preemphasis, self.htk_preemphasis = float(fe.preemphasis), bool(fe.preemphasis_htk_flavor)
+        self.input_scale, self.mel_floor = float(fe.input_scale_factor), float(fe.mel_floor)
+        self.register_buffer("window", torch.as_tensor(fe.window, dtype=torch.float64), persistent=False)
+        self.register_buffer("mel", torch.as_tensor(fe.mel_filters, dtype=torch.float64), persistent=False)
+        for name in ("per_bin_mean", "per_bin_stddev"):
+            value = getattr(fe, name, None)
+            stats = None if value is None else torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+            self.register_buffer(name, stats, persistent=False)
+        self.num_bins = self.mel.shape[1]
+
+    def _padded(self, num_samples: int) -> int:
+        return -(-num_samples // self.pad_multiple) * self.pad_multiple
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the extractor gives for ``num_samples`` at 16 kHz."""
+        return max(0, (self._padded(num_samples) - self.frame_length - 1) // self.hop_length + 1)
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, frames, bins), float64 inside."""
+        wave = nn.functional.pad(wave.double(), (0, self._padded(wave.shape[-1]) - wave.shape[-1]))
+        # one extra sample per frame: the non-HTK pre-emphasis reads the sample before the frame
+        frames = (wave * self.input_scale).unfold(-1, self.frame_length + 1, self.hop_length)
+        p = self.preemphasis
+        if p > 0 and self.htk_preemphasis:
+            frames = torch.cat([frames[..., :1] * (1 - p), frames[..., 1:-1] - p * frames[..., :-2]], -1)
+        elif p > 0:
+            frames = frames[..., 1:] - p * frames[..., :-1]
+        else:
+            frames = frames[..., :-1]
+        magnitude = torch.fft.rfft(frames * self.window, n=self.fft_length).abs()
+        feats = torch.matmul(magnitude, self.mel).clamp_min(self.mel_floor).log()
+        if self.per_bin_mean is not None:
+            feats = feats - self.per_bin_mean
+        if self.per_bin_stddev is not None:
+            feats = feats / self.per_bin_stddev
+        return feats
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.log_mel(wave)
+        if lengths is None:
+            mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
+        else:
+            starts = torch.arange(feats.shape[1], device=feats.device) * self.hop_length
+            mask = starts[None, :] < lengths.to(feats.device)[:, None]
+        return feats.float(), mask

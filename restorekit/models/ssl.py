@@ -1,14 +1,17 @@
 """Frozen self-supervised speech encoders from transformers, truncated after a layer.
 
-``w2v_bert2`` (the open stand-in for Google's USM), ``hubert`` and ``wavlm``. Each takes audio at
-any rate, resamples it to 16 kHz with julius on the model's device, computes the encoder's input
-in torch (batched), and returns the hidden states after ``layer`` (layers above are never built).
-The encoder is always frozen and in eval mode.
+``w2v_bert2`` (the open stand-in for Google's USM), ``hubert``, ``wavlm`` and ``gemma3n_audio``
+(the USM-derived audio encoder of Gemma 3n). Each takes audio at any rate, resamples it to
+16 kHz with julius on the model's device, computes the encoder's input in torch (batched), and
+returns the hidden states after ``layer`` (layers above are never built). The encoder is always
+frozen and in eval mode.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import julius
@@ -17,16 +20,36 @@ from torch import nn
 
 from restorekit.errors import CheckpointError, ConfigError, one_line
 from restorekit.models import MODELS
-from restorekit.models.frontends import SSL_SAMPLE_RATE, W2vBertFbank, WaveformInput
+from restorekit.models.frontends import SSL_SAMPLE_RATE, Gemma3nLogMel, W2vBertFbank, WaveformInput
 
-# name -> (transformers model class, config class, input kind)
+
+@dataclass(frozen=True)
+class _Backbone:
+    """How one transformers encoder is built, fed, truncated and fitted with adapters."""
+
+    model: str  # transformers model class
+    config: str  # transformers config class
+    frontend: str  # "fbank" | "waveform" | "gemma_mel"
+    input_key: str  # keyword the model's forward takes the frontend output under
+    depth_key: str = "num_hidden_layers"
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # settings we always impose
+    ffn: str = "feed_forward"  # the per-layer FFN an adapter runs beside
+    block_norm: str = "final_layer_norm"  # the norm that closes each block
+
+
 _BACKBONES = {
-    "w2v_bert2": ("Wav2Vec2BertModel", "Wav2Vec2BertConfig", "fbank"),
-    "hubert": ("HubertModel", "HubertConfig", "waveform"),
-    "wavlm": ("WavLMModel", "WavLMConfig", "waveform"),
+    # w2v-BERT's adapter stack (add_adapter) is never used; layerdrop would make features random.
+    "w2v_bert2": _Backbone("Wav2Vec2BertModel", "Wav2Vec2BertConfig", "fbank", "input_features",
+                           fixed={"add_adapter": False, "use_intermediate_ffn_before_adapter": False,
+                                  "layerdrop": 0.0}, ffn="ffn2"),
+    "hubert": _Backbone("HubertModel", "HubertConfig", "waveform", "input_values", fixed={"layerdrop": 0.0}),
+    "wavlm": _Backbone("WavLMModel", "WavLMConfig", "waveform", "input_values", fixed={"layerdrop": 0.0}),
+    # conf_reduction_factor 1: keep every 40 ms frame (25 Hz); the released model keeps every
+    # 4th after its last layer (6.25 Hz), which suits a language model, not a vocoder.
+    "gemma3n_audio": _Backbone("Gemma3nAudioEncoder", "Gemma3nAudioConfig", "gemma_mel", "audio_mel",
+                               depth_key="conf_num_hidden_layers", fixed={"conf_reduction_factor": 1},
+                               ffn="ffw_layer_end", block_norm="norm"),
 }
-# Settings that would add modules we never use (w2v-BERT's adapter stack) or randomness.
-_FIXED = {"w2v_bert2": {"add_adapter": False, "use_intermediate_ffn_before_adapter": False}}
 
 
 class SSLEncoder(nn.Module):
@@ -42,10 +65,17 @@ class SSLEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.kind, self.pretrained, self.layer = kind, pretrained, int(layer)
+        self.spec = _BACKBONES[kind]
         self.model = _build_backbone(kind, pretrained, dict(config or {}), self.layer)
         self.model.requires_grad_(False)
         self.model.eval()
-        self.input = W2vBertFbank() if _BACKBONES[kind][2] == "fbank" else WaveformInput(normalize_waveform)
+        if self.spec.frontend == "fbank":
+            self.input: nn.Module = W2vBertFbank()
+        elif self.spec.frontend == "gemma_mel":
+            self.input = Gemma3nLogMel(_gemma_extractor(pretrained))
+            _check_gemma_bins(self.input, self.model.config)
+        else:
+            self.input = WaveformInput(normalize_waveform)
         self.feature_dim = int(self.model.config.hidden_size)
         self.frame_rate = SSL_SAMPLE_RATE / self._hop()
 
@@ -55,16 +85,29 @@ class SSLEncoder(nn.Module):
         self.model.eval()
         return self
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The encoder's layers (conformer / transformer blocks), ``layer`` of them."""
+        return self.model.conformer if self.spec.frontend == "gemma_mel" else self.model.encoder.layers
+
     def _hop(self) -> int:
-        if isinstance(self.input, W2vBertFbank):
+        if self.spec.frontend == "fbank":
             return W2vBertFbank.hop_length * W2vBertFbank.stride
+        if self.spec.frontend == "gemma_mel":
+            return self.input.hop_length * math.prod(s[0] for s in self.model.config.sscp_conv_stride_size)
         return math.prod(self.model.config.conv_stride)
 
     def num_frames(self, num_samples: int, sr: int) -> int:
         """Feature frames produced for ``num_samples`` samples at ``sr`` Hz."""
         n = _resampled_length(num_samples, sr)
-        if isinstance(self.input, W2vBertFbank):
+        if self.spec.frontend == "fbank":
             return self.input.num_frames(n)
+        if self.spec.frontend == "gemma_mel":
+            n = self.input.num_frames(n)
+            # each subsampling conv pads time by (0, kernel - 1): ceil(n / stride) frames
+            for s in self.model.config.sscp_conv_stride_size:
+                n = -(-n // s[0])
+            return n
         for k, s in zip(self.model.config.conv_kernel, self.model.config.conv_stride):
             n = (n - k) // s + 1
         return max(n, 0)
@@ -87,15 +130,18 @@ class SSLEncoder(nn.Module):
         return wave, lengths
 
     def encode(self, inputs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        key = "input_features" if isinstance(self.input, W2vBertFbank) else "input_values"
-        kwargs = {key: inputs}
-        if mask is not None and self._takes_mask():
+        kwargs = {self.spec.input_key: inputs}
+        if self.spec.frontend == "gemma_mel":
+            # Gemma 3n takes the mask inverted (True on padding) and always needs one
+            valid = mask if mask is not None else torch.ones(inputs.shape[:2], dtype=torch.bool, device=inputs.device)
+            kwargs["audio_mel_mask"] = ~valid
+        elif mask is not None and self._takes_mask():
             kwargs["attention_mask"] = mask.long()
         return self.model(**kwargs).last_hidden_state
 
     def _takes_mask(self) -> bool:
         # Group-norm feature encoders (HuBERT/WavLM base) were trained without attention masks.
-        return isinstance(self.input, W2vBertFbank) or self.model.config.feat_extract_norm == "layer"
+        return self.spec.frontend == "fbank" or self.model.config.feat_extract_norm == "layer"
 
 
 def _resampled_length(num_samples: int, sr: int) -> int:
@@ -109,19 +155,21 @@ def _resampled_length(num_samples: int, sr: int) -> int:
 def _build_backbone(kind: str, pretrained: str | None, overrides: dict[str, Any], layer: int) -> nn.Module:
     import transformers
 
-    model_name, config_name, _ = _BACKBONES[kind]
-    model_cls, config_cls = getattr(transformers, model_name), getattr(transformers, config_name)
-    fixed = {**_FIXED.get(kind, {}), "num_hidden_layers": layer, "layerdrop": 0.0}
+    spec = _BACKBONES[kind]
+    model_cls, config_cls = getattr(transformers, spec.model), getattr(transformers, spec.config)
+    fixed = {**spec.fixed, spec.depth_key: layer}
     if pretrained:
         if overrides:
             fixed = {**overrides, **fixed}
+        if kind == "gemma3n_audio":
+            return _gemma_from_pretrained(model_cls, config_cls, pretrained, layer, fixed)
         return _from_pretrained(model_cls, kind, pretrained, layer, fixed)
-    full_depth = overrides.get("num_hidden_layers", config_cls().num_hidden_layers)
+    full_depth = overrides.get(spec.depth_key, getattr(config_cls(), spec.depth_key))
     _check_layer(kind, layer, full_depth)
     try:
         config = config_cls(**{**overrides, **fixed})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{kind}: config overrides {overrides} are not valid for {config_name}: {exc}") from exc
+        raise ConfigError(f"{kind}: config overrides {overrides} are not valid for {spec.config}: {exc}") from exc
     return model_cls(config)
 
 
@@ -130,19 +178,127 @@ def _check_layer(kind: str, layer: int, depth: int) -> None:
         raise ConfigError(f"{kind}: layer={layer} is out of range; this encoder has layers 1..{depth}")
 
 
+def _load_error(kind: str, pretrained: str, exc: BaseException, hint: str = "") -> CheckpointError:
+    return CheckpointError(
+        f"{kind}: cannot load pretrained encoder '{pretrained}' ({one_line(exc)[:200]}); "
+        "give a local folder holding config.json and the weights, or download it first "
+        f"(huggingface-cli download ID) while online; offline mode is HF_HUB_OFFLINE=1{hint}"
+    )
+
+
 def _from_pretrained(model_cls: type, kind: str, pretrained: str, layer: int, kwargs: dict) -> nn.Module:
     from transformers import AutoConfig
 
     try:
         depth = AutoConfig.from_pretrained(pretrained).num_hidden_layers
     except (OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{kind}: cannot load pretrained encoder '{pretrained}' ({one_line(exc)[:200]}); "
-            "give a local folder holding config.json and the weights, or download it first "
-            "(huggingface-cli download ID) while online; offline mode is HF_HUB_OFFLINE=1"
-        ) from exc
+        raise _load_error(kind, pretrained, exc) from exc
     _check_layer(kind, layer, depth)
     return model_cls.from_pretrained(pretrained, **kwargs)
+
+
+# --- Gemma 3n ---------------------------------------------------------------------------------
+# Released Gemma 3n checkpoints hold the whole multimodal model (text, vision, audio; ~10 GB) with
+# the audio encoder under "model.audio_tower.". transformers has no call that loads just that
+# tower truncated, so this reads the audio encoder's config (Gemma3nAudioConfig finds it inside
+# the composite config.json) and only the audio tensors of layers up to ``layer`` from the
+# safetensors shards. An encoder saved on its own (no prefix) loads the same way.
+_GEMMA_GATED = ("; Gemma checkpoints are gated: accept the licence on the model page and log in "
+                "(huggingface-cli login) before downloading")
+_GEMMA_ANCHOR = "subsample_conv_projection.input_proj_linear.weight"
+
+
+def _gemma_from_pretrained(model_cls: type, config_cls: type, pretrained: str, layer: int,
+                           fixed: dict) -> nn.Module:
+    try:
+        config = config_cls.from_pretrained(pretrained)
+    except (OSError, ValueError) as exc:
+        raise _load_error("gemma3n_audio", pretrained, exc, _GEMMA_GATED) from exc
+    if config.model_type != "gemma3n_audio":
+        raise CheckpointError(
+            f"gemma3n_audio: '{pretrained}' holds a '{config.model_type}' model, not a Gemma 3n audio encoder; "
+            "give a Gemma 3n checkpoint (e.g. google/gemma-3n-E2B) or a folder saved from Gemma3nAudioEncoder"
+        )
+    _check_layer("gemma3n_audio", layer, config.conf_num_hidden_layers)
+    for key, value in fixed.items():
+        setattr(config, key, value)
+    model = model_cls(config)
+    model.load_state_dict(_gemma_state_dict(pretrained, model.state_dict()), strict=True)
+    return model
+
+
+def _gemma_state_dict(pretrained: str, wanted: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of ``wanted`` (our truncated encoder's state dict) read from the checkpoint."""
+    from safetensors import safe_open
+
+    weight_map = _gemma_weight_map(pretrained)
+    anchors = [k for k in weight_map if k.endswith(_GEMMA_ANCHOR)]
+    if not anchors:
+        raise CheckpointError(
+            f"gemma3n_audio: '{pretrained}' has no audio encoder weights (no tensor named "
+            f"'...{_GEMMA_ANCHOR}'); give a Gemma 3n checkpoint with its audio tower"
+        )
+    prefix = anchors[0][: -len(_GEMMA_ANCHOR)]
+    missing = [k for k in wanted if prefix + k not in weight_map]
+    if missing:
+        raise CheckpointError(
+            f"gemma3n_audio: '{pretrained}' lacks {len(missing)} audio encoder tensors, e.g. "
+            f"{prefix + missing[0]}; the checkpoint does not match its config"
+        )
+    by_file: dict[str, list[str]] = {}
+    for key in wanted:
+        by_file.setdefault(weight_map[prefix + key], []).append(key)
+    state: dict[str, torch.Tensor] = {}
+    for filename, keys in by_file.items():
+        with safe_open(_resolve(pretrained, filename), framework="pt") as f:
+            for key in keys:
+                state[key] = f.get_tensor(prefix + key).to(wanted[key].dtype)
+    return state
+
+
+def _gemma_weight_map(pretrained: str) -> dict[str, str]:
+    """Tensor name -> safetensors file, from the shard index or the single weights file."""
+    from safetensors import safe_open
+
+    index = _resolve(pretrained, "model.safetensors.index.json", required=False)
+    if index is not None:
+        with open(index, encoding="utf-8") as f:
+            return dict(json.load(f)["weight_map"])
+    with safe_open(_resolve(pretrained, "model.safetensors"), framework="pt") as f:
+        return {k: "model.safetensors" for k in f.keys()}
+
+
+def _resolve(pretrained: str, filename: str, required: bool = True) -> str | None:
+    """Local path of ``filename`` in a folder or hub repo (downloaded when online)."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(pretrained, filename, _raise_exceptions_for_missing_entries=False)
+    except (OSError, ValueError) as exc:
+        raise _load_error("gemma3n_audio", pretrained, exc, _GEMMA_GATED) from exc
+    if path is None and required:
+        raise CheckpointError(
+            f"gemma3n_audio: '{pretrained}' has no {filename} (nor model.safetensors.index.json); "
+            "Gemma 3n weights are loaded from safetensors files"
+        )
+    return path
+
+
+def _gemma_extractor(pretrained: str | None) -> Any:
+    """The checkpoint's feature extractor settings (preprocessor_config.json), else the defaults."""
+    from transformers import Gemma3nAudioFeatureExtractor
+
+    if pretrained and _resolve(pretrained, "preprocessor_config.json", required=False):
+        return Gemma3nAudioFeatureExtractor.from_pretrained(pretrained)
+    return Gemma3nAudioFeatureExtractor()
+
+
+def _check_gemma_bins(frontend: Gemma3nLogMel, config: Any) -> None:
+    if frontend.num_bins != config.input_feat_size:
+        raise ConfigError(
+            f"gemma3n_audio: the encoder reads {config.input_feat_size} mel bins but the feature extractor gives "
+            f"{frontend.num_bins}; set config.input_feat_size to {frontend.num_bins}"
+        )
 
 
 def _register(name: str, summary: str) -> None:
@@ -165,3 +321,5 @@ def _register(name: str, summary: str) -> None:
 _register("w2v_bert2", "w2v-BERT 2.0 conformer encoder (USM stand-in): wave (B, T) any rate -> (B, frames, 1024) at 50 Hz.")
 _register("hubert", "HuBERT encoder: wave (B, T) any rate -> (B, frames, hidden) at 50 Hz.")
 _register("wavlm", "WavLM encoder: wave (B, T) any rate -> (B, frames, hidden) at 50 Hz.")
+_register("gemma3n_audio", "Gemma 3n audio encoder (USM-derived conformer): wave (B, T) any rate -> (B, frames, 1536) "
+          "at 25 Hz (every 40 ms frame; the released model's final 4x frame drop is not applied).")
