@@ -106,6 +106,8 @@ def test_layer_out_of_range_and_missing_pretrained_are_user_errors():
         MODELS.build({"name": "w2v_bert2", "args": {"layer": 5, "config": {**TINY_W2V, "num_hidden_layers": 3}}}, "m")
     with pytest.raises(CheckpointError, match=r"cannot load pretrained encoder 'no-such-org/no-such-model'"):
         MODELS.build({"name": "hubert", "args": {"pretrained": "no-such-org/no-such-model", "layer": 2}}, "m")
+    with pytest.raises(ConfigError, match="w2v_bert2: normalize_waveform applies to waveform encoders"):
+        MODELS.build({"name": "w2v_bert2", "args": {**ENCODERS["w2v_bert2"]["args"], "normalize_waveform": True}}, "m")
     with pytest.raises(ConfigError, match="activation 'tanh' is unknown"):
         MODELS.build({"name": "parallel_adapter_cleaner",
                       "args": {"encoder": ENCODERS["hubert"], "activation": "tanh"}}, "m")

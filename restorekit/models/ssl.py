@@ -66,6 +66,11 @@ class SSLEncoder(nn.Module):
         super().__init__()
         self.kind, self.pretrained, self.layer = kind, pretrained, int(layer)
         self.spec = _BACKBONES[kind]
+        if normalize_waveform and self.spec.frontend != "waveform":
+            raise ConfigError(
+                f"{kind}: normalize_waveform applies to waveform encoders (hubert, wavlm) only; "
+                f"{kind} normalises its own spectral input, so remove the argument"
+            )
         self.model = _build_backbone(kind, pretrained, dict(config or {}), self.layer)
         self.model.requires_grad_(False)
         self.model.eval()
