@@ -107,7 +107,8 @@ def test_layer_out_of_range_and_missing_pretrained_are_user_errors():
     with pytest.raises(CheckpointError, match=r"cannot load pretrained encoder 'no-such-org/no-such-model'"):
         MODELS.build({"name": "hubert", "args": {"pretrained": "no-such-org/no-such-model", "layer": 2}}, "m")
     with pytest.raises(ConfigError, match="w2v_bert2: normalize_waveform applies to waveform encoders"):
-        MODELS.build({"name": "w2v_bert2", "args": {**ENCODERS["w2v_bert2"]["args"], "normalize_waveform": True}}, "m")
+        MODELS.build({"name": "w2v_bert2",
+                      "args": {**ENCODERS["w2v_bert2"]["args"], "normalize_waveform": True}}, "m")
     with pytest.raises(ConfigError, match="activation 'tanh' is unknown"):
         MODELS.build({"name": "parallel_adapter_cleaner",
                       "args": {"encoder": ENCODERS["hubert"], "activation": "tanh"}}, "m")
@@ -222,5 +223,6 @@ def test_gemma3n_bad_checkpoints_are_checkpoint_errors(tmp_path):
     data = json.loads(index.read_text())
     data["weight_map"] = {k: v for k, v in data["weight_map"].items() if ".conformer.1." not in k}
     index.write_text(json.dumps(data))
-    with pytest.raises(CheckpointError, match=r"lacks \d+ audio encoder tensors, e.g. model\.audio_tower\.conformer\.1\."):
+    with pytest.raises(CheckpointError,
+                       match=r"lacks \d+ audio encoder tensors, e.g. model\.audio_tower\.conformer\.1\."):
         MODELS.build({"name": "gemma3n_audio", "args": {"pretrained": str(gemma), "layer": 2}}, "m")

@@ -85,8 +85,9 @@ class ParallelAdapterCleaner(nn.Module):
     ``encoder`` is an SSL encoder node (``{name: w2v_bert2, args: {...}}``); an adapter
     (Linear dim->``bottleneck``, ``activation``, Linear bottleneck->dim, output layer zero-init)
     runs beside the FFN of every layer up to the encoder's ``layer``, and each block's closing
-    norm (LayerNorm, or RMSNorm for Gemma 3n) is a trainable copy. Only adapters and those norms train. ``target(wave, sr)`` gives
-    the frozen encoder's features (adapters off), the clean-speech training target.
+    norm (LayerNorm; RMSNorm for Gemma 3n) is a trainable copy. Only adapters and those norms
+    train. ``target(wave, sr)`` gives the frozen encoder's features (adapters off), the
+    clean-speech training target.
     """
 
     def __init__(self, encoder: Mapping[str, Any], bottleneck: int = 1024, activation: str = "relu") -> None:
@@ -98,7 +99,8 @@ class ParallelAdapterCleaner(nn.Module):
         self.encoder = MODELS.build(encoder, where="models.feature_cleaner.args.encoder")
         if not isinstance(self.encoder, SSLEncoder):
             raise ConfigError(
-                "models.feature_cleaner.args.encoder must name an SSL encoder (w2v_bert2, hubert, wavlm, gemma3n_audio)"
+                "models.feature_cleaner.args.encoder must name an SSL encoder "
+                "(w2v_bert2, hubert, wavlm, gemma3n_audio)"
             )
         self._switch = _Switch()
         for layer in self.encoder.blocks:

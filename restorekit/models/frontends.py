@@ -130,7 +130,8 @@ class Gemma3nLogMel(nn.Module):
 
             extractor = Gemma3nAudioFeatureExtractor()
         fe = extractor
-        self.frame_length, self.hop_length, self.fft_length = int(fe.frame_length), int(fe.hop_length), int(fe.fft_length)
+        self.frame_length, self.hop_length = int(fe.frame_length), int(fe.hop_length)
+        self.fft_length = int(fe.fft_length)
         self.preemphasis, self.htk_preemphasis = float(fe.preemphasis), bool(fe.preemphasis_htk_flavor)
         self.input_scale, self.mel_floor = float(fe.input_scale_factor), float(fe.mel_floor)
         self.register_buffer("window", torch.as_tensor(fe.window, dtype=torch.float64), persistent=False)
@@ -168,7 +169,9 @@ class Gemma3nLogMel(nn.Module):
             feats = feats / self.per_bin_stddev
         return feats
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wave: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.log_mel(wave)
         if lengths is None:
             mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)

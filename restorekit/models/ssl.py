@@ -138,8 +138,9 @@ class SSLEncoder(nn.Module):
         kwargs = {self.spec.input_key: inputs}
         if self.spec.frontend == "gemma_mel":
             # Gemma 3n takes the mask inverted (True on padding) and always needs one
-            valid = mask if mask is not None else torch.ones(inputs.shape[:2], dtype=torch.bool, device=inputs.device)
-            kwargs["audio_mel_mask"] = ~valid
+            if mask is None:
+                mask = torch.ones(inputs.shape[:2], dtype=torch.bool, device=inputs.device)
+            kwargs["audio_mel_mask"] = ~mask
         elif mask is not None and self._takes_mask():
             kwargs["attention_mask"] = mask.long()
         return self.model(**kwargs).last_hidden_state
@@ -326,5 +327,5 @@ def _register(name: str, summary: str) -> None:
 _register("w2v_bert2", "w2v-BERT 2.0 conformer encoder (USM stand-in): wave (B, T) any rate -> (B, frames, 1024) at 50 Hz.")
 _register("hubert", "HuBERT encoder: wave (B, T) any rate -> (B, frames, hidden) at 50 Hz.")
 _register("wavlm", "WavLM encoder: wave (B, T) any rate -> (B, frames, hidden) at 50 Hz.")
-_register("gemma3n_audio", "Gemma 3n audio encoder (USM-derived conformer): wave (B, T) any rate -> (B, frames, 1536) "
-          "at 25 Hz (every 40 ms frame; the released model's final 4x frame drop is not applied).")
+_register("gemma3n_audio", "Gemma 3n audio encoder (USM-derived conformer): wave (B, T) any rate -> "
+          "(B, frames, 1536) at 25 Hz (every 40 ms frame; the released model's final 4x frame drop is not applied).")
