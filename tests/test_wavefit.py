@@ -69,3 +69,20 @@ def test_rate_mismatch_and_bad_options_are_config_errors():
         _wavefit(initial_noise="pink")
     with pytest.raises(ConfigError, match=r"expected features \(batch, frames, 16\)"):
         _wavefit().infer(torch.randn(1, 5, 8))
+
+
+@pytest.mark.parametrize("noise", ["white", "shaped"])
+def test_each_iteration_trains_only_its_own_pass(noise):
+    """Iteration k's loss gives no gradient through iteration k-1's output (y is detached between
+    iterations, as in WaveFit-pytorch and Open-Miipher-2); the features, the power head and the
+    shared generator still get gradient from every iteration. Failed before the fix: the gradient of
+    output k w.r.t. output k-1 was non-zero (backpropagation through all iterations)."""
+    vocoder = _wavefit(initial_noise=noise)
+    feats = torch.randn(2, 10, 16, requires_grad=True)
+    outs = vocoder(feats)
+    for k in range(1, len(outs)):
+        grad = torch.autograd.grad(outs[k].square().sum(), outs[k - 1], retain_graph=True, allow_unused=True)[0]
+        assert grad is None or not grad.any(), f"iteration {k}'s output depends on iteration {k - 1}'s through autograd"
+    params = [feats, vocoder.power_head.weight, vocoder.ublocks[0].c1.weight]
+    grads = torch.autograd.grad(outs[-1].square().mean(), params)
+    assert all(g.abs().sum() > 0 for g in grads)

@@ -107,7 +107,7 @@ class WaveFit(nn.Module):
     path of DBlocks (``downsample_channels``, full rate first) gives FiLM for every UBlock (none on
     the full-rate one, shift-only elsewhere when ``memory_efficient``). Each of the ``iterations``
     steps subtracts the generator's estimate and rescales to the power predicted from the
-    features. ``initial_noise``: ``white`` or ``shaped`` (spectral envelope predicted from the
+    features; the waveform is detached between steps, so each output's loss trains its own pass. ``initial_noise``: ``white`` or ``shaped`` (spectral envelope predicted from the
     features). The build checks ``feature_rate * pre_upsample * prod(upsample_factors) == sample_rate``.
     """
 
@@ -215,7 +215,9 @@ class WaveFit(nn.Module):
         """All T outputs [y_{T-1}, ..., y_0], each (B, frames * hop).
 
         ``noise`` (B, frames * hop) is the white noise y_T starts from (drawn when None); passing it
-        makes the output deterministic, e.g. for chunked restoration.
+        makes the output deterministic, e.g. for chunked restoration. The waveform carried into the
+        next iteration is detached, so a loss on output k trains pass k only (the features, the
+        power head and the shared generator still get gradient from every iteration).
         """
         if features.ndim != 3 or features.shape[-1] != self.feature_dim:
             raise ConfigError(
@@ -228,6 +230,9 @@ class WaveFit(nn.Module):
         for t in reversed(range(self.iterations)):
             y = self.gain(y - self.generator(y, cond, t), power)
             outputs.append(y)
+            # As both references do (wavefit-pytorch, Open-Miipher-2): without this, T iterations
+            # backpropagate through one T-deep chain and later losses retrain earlier passes.
+            y = y.detach()
         return outputs
 
     @torch.no_grad()
