@@ -74,3 +74,23 @@ def test_missing_export_and_mismatched_weights_are_checkpoint_errors(tmp_path):
         load_export(tmp_path / "e")
     with pytest.raises(CheckpointError, match=r"cannot export roles \['discriminators'\]"):
         save_export(tmp_path / "f", cfg, {"discriminators": vocoder})
+
+
+def test_frozen_cleaner_export_keeps_its_adapters(tmp_path):
+    """Stage 3 freezes the stage-1 cleaner before exporting it. Catches a freeze-state rule in
+    ``reloadable_keys`` (what the code did before): 0 tensors written and "missing" on load."""
+    from transformers import HubertConfig, HubertModel
+
+    HubertModel(HubertConfig(**{**TINY_WAV, "num_hidden_layers": 2})).save_pretrained(tmp_path / "hub")
+    cfg = _config({"name": "hubert", "args": {"pretrained": str(tmp_path / "hub"), "layer": 2}})
+    cleaner = MODELS.build(cfg["models"]["feature_cleaner"], where="models.feature_cleaner")
+    trains = {n for n, p in cleaner.named_parameters() if p.requires_grad}
+    _perturb(cleaner)
+    cleaner.requires_grad_(False)  # as a stage-3 trainer holds it
+    save_export(tmp_path / "export", cfg, {"feature_cleaner": cleaner})
+    stored = load_file(str(tmp_path / "export" / "feature_cleaner.safetensors"))
+    assert trains and set(stored) == trains
+    loaded = load_export(tmp_path / "export")["feature_cleaner"]
+    wave = torch.randn(1, 16000)
+    with torch.no_grad():
+        assert torch.equal(loaded(wave, 16000), cleaner(wave, 16000))

@@ -2,8 +2,9 @@
 
 ``<dir>/config.yaml`` holds the resolved config whose ``models`` section rebuilds each role;
 ``<dir>/<role>.safetensors`` holds that role's weights. A frozen encoder loaded from
-``pretrained`` (hub id or folder) is not copied: only trainable weights are stored and the
-encoder is reloaded from the same id at load time. Random-init encoders are stored whole, so the
+``pretrained`` (hub id or folder) is not copied: only the weights a cleaner trains inside it
+(adapters, trainable norm copies; decided by structure, whether or not they are frozen now) are
+stored, and the encoder is reloaded from the same id at load time. Random-init encoders are stored whole, so the
 export rebuilds exactly with no network. The folder is written to a temporary sibling and
 renamed into place, so a reader never sees half an export.
 """
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -29,14 +31,42 @@ MANIFEST = "export.json"
 
 
 def reloadable_keys(module: nn.Module) -> set[str]:
-    """State-dict keys of frozen weights that come back from a ``pretrained`` encoder at build."""
-    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    """State-dict keys of frozen weights that come back from a ``pretrained`` encoder at build.
+
+    Decided by structure, never by ``requires_grad``: stage 3 freezes the stage-1 cleaner, and a
+    freeze-state rule then took its adapters for hub weights and dropped them from the export.
+    Adapters and the trainable norm copies are the cleaner's own weights wherever they sit.
+    """
     keys: set[str] = set()
     for prefix, sub in module.named_modules():
         if isinstance(sub, SSLEncoder) and sub.pretrained:
             start = f"{prefix}." if prefix else ""
-            keys |= {start + k for k in sub.state_dict() if start + k not in trainable}
+            own = _trained_prefixes(sub)
+            keys |= {start + k for k in sub.state_dict() if not k.startswith(own)}
     return keys
+
+
+def _trained_prefixes(encoder: nn.Module) -> tuple[str, ...]:
+    """Prefixes (``name.``) of the modules a cleaner trains inside a frozen encoder."""
+    from restorekit.models.adapters import Adapter, SwitchedNorm
+
+    found = []
+    for name, sub in encoder.named_modules():
+        if isinstance(sub, Adapter):
+            found.append(f"{name}.")
+        elif isinstance(sub, SwitchedNorm):
+            found.append(f"{name}.trainable.")
+    return tuple(found)
+
+
+def check_finite_tensors(tensors: Mapping[str, torch.Tensor], what: str) -> None:
+    """CheckpointError naming the first floating tensor of ``tensors`` holding NaN or Inf."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"{what}: weight '{name}' holds NaN/Inf, so it was not written (the previous checkpoint is kept); "
+                "training diverged: resume from the last checkpoint with a lower learning rate or fp32/bf16"
+            )
 
 
 def _weights(module: nn.Module) -> dict[str, Any]:
@@ -70,7 +100,9 @@ def _write(folder: Path, cfg: DictConfig, modules: Mapping[str, nn.Module]) -> N
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
     manifest = {}
     for role, module in modules.items():
-        save_file(_weights(module), str(folder / f"{role}.safetensors"))
+        weights = _weights(module)
+        check_finite_tensors(weights, f"export of models.{role} to {folder.parent}")
+        save_file(weights, str(folder / f"{role}.safetensors"))
         manifest[role] = {"partial": bool(reloadable_keys(module)), "class": type(module).__name__}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
