@@ -32,6 +32,10 @@ class CheckpointError(RestorekitError):
     """A checkpoint or export is missing, incomplete or incompatible."""
 
 
+class TrainingError(RestorekitError):
+    """Training cannot go on: e.g. losses or gradients stayed non-finite for many steps."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message with all whitespace runs (newlines too) collapsed to one space."""
     return " ".join(str(exc).split())

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from restorekit.config import save_config, to_plain
-from restorekit.errors import CheckpointError, ConfigError
+from restorekit.errors import CheckpointError, ConfigError, TrainingError
 from restorekit.registry import suggest
 from restorekit.trainers import checkpoint, distributed
 from restorekit.trainers.data import ResumableSampler
@@ -66,6 +66,7 @@ class TrainerArgs:
     find_unused_parameters: bool = False
     record_items: bool = False  # write the item names each rank trained on (audit, tests)
     export: bool = True
+    max_nonfinite_steps: int = 10  # this many skipped (NaN/Inf) updates in a row stop the run
 
 
 @dataclass
@@ -140,6 +141,7 @@ class BaseTrainer(ABC):
         self.train_loader, self.sampler = self.build_train_data()
         self.validator = Validator(self)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.nonfinite_total, self.nonfinite_in_a_row = 0, 0
         self.callbacks: list[Callable[["BaseTrainer"], None]] = []
         self._stop_signal: int | None = None
         if self.resume_from is not None:
@@ -177,7 +179,7 @@ class BaseTrainer(ABC):
 
     def _check_args(self) -> None:
         a = self.args
-        for key in ("max_steps", "grad_accum", "log_every", "ckpt_every"):
+        for key in ("max_steps", "grad_accum", "log_every", "ckpt_every", "max_nonfinite_steps"):
             if int(getattr(a, key)) < 1:
                 raise ConfigError(f"trainer.args.{key} must be >= 1, got {getattr(a, key)}")
         if a.ema_decay and not 0.0 < float(a.ema_decay) < 1.0:
@@ -410,15 +412,23 @@ class BaseTrainer(ABC):
             self.scaler.scale(loss / self.args.grad_accum).backward()
 
     def optimizer_step(self, group: str) -> None:
-        """Step ``group``'s optimizer at the last micro-batch of an accumulation window."""
+        """Step ``group``'s optimizer at the last micro-batch of an accumulation window.
+
+        A non-finite gradient norm (from a NaN/Inf loss or gradient) skips the update: the
+        gradients are dropped, and the weights and the scheduler stay as they were (as
+        GradScaler does for fp16 overflows). ``_train_window`` counts the skips.
+        """
         if not self._last_micro:
             return
         g = self.optim[group]
         self.scaler.unscale_(g.optimizer)
         max_norm = g.grad_clip if g.grad_clip else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(g.params, max_norm)
-        self.scaler.step(g.optimizer)
-        g.scheduler.step()
+        if torch.isfinite(norm):
+            self.scaler.step(g.optimizer)
+            g.scheduler.step()
+        else:  # the scaler records the inf for fp16 and lowers its scale in update()
+            self._skipped.add(group)
         g.optimizer.zero_grad(set_to_none=True)
         self._step_scalars[f"grad/{group}_norm"] = float(norm)
         self._stepped.add(group)
@@ -515,6 +525,7 @@ class BaseTrainer(ABC):
 
     def _train_window(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         self._stepped: set[str] = set()
+        self._skipped: set[str] = set()
         self._step_scalars: dict[str, float] = {}
         totals: dict[str, float] = defaultdict(float)
         for role in self.trainable_roles:
@@ -529,9 +540,30 @@ class BaseTrainer(ABC):
             if group not in self._stepped:  # a stage that left stepping to the base
                 self.optimizer_step(group)
         self.scaler.update()
+        self._count_nonfinite()
         for name, g in self.optim.items():
             totals[f"lr/{name}"] = g.optimizer.param_groups[0]["lr"]
+        totals["grad/nonfinite_skips"] = float(self.nonfinite_total)
         return {**totals, **self._step_scalars}
+
+    def _count_nonfinite(self) -> None:
+        """Count windows whose update was skipped; stop after ``max_nonfinite_steps`` in a row."""
+        if not self._skipped:
+            self.nonfinite_in_a_row = 0
+            return
+        self.nonfinite_total += 1
+        self.nonfinite_in_a_row += 1
+        if self.is_main:
+            print(f"step {self.step + 1}: non-finite loss or gradient in {', '.join(sorted(self._skipped))}; "
+                  f"update skipped ({self.nonfinite_in_a_row} in a row)", flush=True)
+        if self.nonfinite_in_a_row >= self.args.max_nonfinite_steps:
+            raise TrainingError(
+                f"training stopped at step {self.step + 1}: {self.nonfinite_in_a_row} updates in a row had a "
+                f"non-finite loss or gradient ({', '.join(sorted(self._skipped))}); the weights are those of the "
+                "last finite step. Check the data for NaN/Inf, lower the learning rate or use exp.precision=fp32/bf16, "
+                f"then resume from the last checkpoint (trainer.ckpt_dir={self.output_dir / 'ckpt'}); "
+                "trainer.args.max_nonfinite_steps sets the limit"
+            )
 
     def _no_sync_unless(self, sync: bool) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
@@ -642,6 +674,7 @@ class BaseTrainer(ABC):
             "scaler": self.scaler.state_dict(),
             "rng": distributed.gather_objects(_rng_state()),
             "world_size": self.dist.world_size,
+            "nonfinite": [self.nonfinite_total, self.nonfinite_in_a_row],
         }
 
     def save_checkpoint(self) -> Path:
@@ -667,6 +700,7 @@ class BaseTrainer(ABC):
         if self.ema is not None and data["ema"] is not None:
             self.ema.load_state_dict(data["ema"])
         self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        self.nonfinite_total, self.nonfinite_in_a_row = st.get("nonfinite", (0, 0))  # older checkpoints lack it
         rng = st["rng"]
         if len(rng) == self.dist.world_size:  # a different world size cannot replay exactly
             _set_rng_state(rng[self.dist.rank])

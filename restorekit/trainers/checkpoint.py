@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 
 from restorekit.errors import CheckpointError
+from restorekit.models.export import check_finite_tensors
 
 LATEST = "latest"
 _STEP_RE = re.compile(r"^step_(\d+)$")
@@ -46,7 +47,13 @@ def save(
     ema: Mapping[str, torch.Tensor] | None = None,
     keep_last: int = 0,
 ) -> Path:
-    """Write one checkpoint atomically, point ``latest`` at it, prune to ``keep_last``."""
+    """Write one checkpoint atomically, point ``latest`` at it, prune to ``keep_last``.
+
+    Refuses (CheckpointError, nothing written, ``latest`` unchanged) when a weight is NaN/Inf:
+    a checkpoint that cannot be resumed from must never replace one that can.
+    """
+    check_finite_tensors(models, f"checkpoint step {step} (models)")
+    check_finite_tensors(ema or {}, f"checkpoint step {step} (EMA)")
     ckpt_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(ckpt_root)
     final = ckpt_root / step_name(step)
