@@ -17,6 +17,8 @@ class RestorekitExport(Enhancer):
     Inputs longer than ``chunk_seconds`` are restored in chunks overlapping by
     ``overlap_seconds`` (level-matched, cross-faded), so memory is bounded by one chunk.
     ``device`` is a torch device string (``cpu``, ``cuda:0``); ``seed`` fixes the vocoder noise.
+    Level: output peak ``output_peak`` whatever the input gain, silent where the input is below
+    ``silence_dbfs`` (see ``restorekit.models.miipher2``).
     """
 
     chunks_internally = True  # the restorer chunks on feature-frame boundaries itself
@@ -28,12 +30,15 @@ class RestorekitExport(Enhancer):
         overlap_seconds: float = 1.0,
         seed: int = 0,
         device: str = "cpu",
+        output_peak: float | None = 0.9,
+        silence_dbfs: float | None = -70.0,
     ) -> None:
         from restorekit.models.miipher2 import Miipher2
 
         self.path = Path(path)
         self.restorer = Miipher2.from_export(
-            self.path, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, seed=seed
+            self.path, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, seed=seed,
+            output_peak=output_peak, silence_dbfs=silence_dbfs,
         ).to(device)
         self.sample_rate = int(self.restorer.sample_rate)
 

@@ -5,6 +5,13 @@ Chunk boundaries sit on feature-frame boundaries, and the vocoder's starting noi
 fixed one-second blocks seeded by their absolute position, so a chunk sees the same noise the
 whole-file pass would. At each seam the new chunk is level-matched to the previous one over
 the overlap (WaveFit sets each chunk's power on its own) and cross-faded with a raised cosine.
+
+Level policy (shared by ``inference.py``, the ``restorekit`` enhancer and any caller of
+``restore``): the output is scaled so its peak is ``output_peak`` (0.9, the level the vocoder
+trainers normalise their targets to), whatever the input's gain, since SSL features carry no
+level; and where the input is silent (RMS below ``silence_dbfs`` over 50 ms windows, with
+100 ms of hang-over around activity) the output is silent too, so digital silence in gives
+silence out instead of vocoder noise at full level.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from restorekit.models import MODELS
 NOISE_BLOCK = 24_000  # samples per independently seeded noise block
 _PAD_SECONDS = 0.04  # covers the encoder's analysis window so the last frames are produced
 _MAX_LEVEL_STEP = 2.0  # largest amplitude correction at a seam (x2 / x0.5)
+_GATE_WINDOW, _GATE_HANGOVER = 0.05, 0.1  # seconds: activity window, activity kept around speech
 
 
 def _module(node: Mapping[str, Any] | nn.Module, role: str) -> nn.Module:
@@ -36,7 +44,9 @@ class Miipher2(nn.Module):
 
     ``feature_cleaner`` and ``vocoder`` are config nodes (or built modules). Inputs longer than
     ``chunk_seconds`` are restored in chunks overlapping by ``overlap_seconds``, level-matched and
-    cross-faded at the seams. ``seed`` fixes the vocoder's starting noise.
+    cross-faded at the seams. ``seed`` fixes the vocoder's starting noise. Level: the output peaks
+    at ``output_peak`` (null: the vocoder's own level) and is muted where the input is below
+    ``silence_dbfs`` (null: no gate).
     """
 
     def __init__(
@@ -46,14 +56,19 @@ class Miipher2(nn.Module):
         chunk_seconds: float = 10.0,
         overlap_seconds: float = 1.0,
         seed: int = 0,
+        output_peak: float | None = 0.9,
+        silence_dbfs: float | None = -70.0,
     ) -> None:
         super().__init__()
         if not 0 < overlap_seconds < chunk_seconds:
             raise ConfigError(
                 f"miipher2: overlap_seconds ({overlap_seconds}) must be > 0 and < chunk_seconds ({chunk_seconds})"
             )
+        if output_peak is not None and not 0 < output_peak <= 1:
+            raise ConfigError(f"miipher2: output_peak must be in (0, 1] or null, got {output_peak}")
+        self.output_peak, self.silence_dbfs = output_peak, silence_dbfs
         self.feature_cleaner, self.vocoder = _module(feature_cleaner, "feature_cleaner"), _module(vocoder, "vocoder")
-        _check_pair(self.feature_cleaner, self.vocoder)
+        check_pair(self.feature_cleaner, self.vocoder)
         self.chunk_seconds, self.overlap_seconds, self.seed = chunk_seconds, overlap_seconds, int(seed)
         self.sample_rate = self.vocoder.sample_rate
         self.eval()
@@ -79,9 +94,19 @@ class Miipher2(nn.Module):
         frame = self._frame_samples(sr)
         chunk = max(frame, round(self.chunk_seconds * sr / frame) * frame)
         if x.shape[0] <= chunk:
-            return self._render(x, sr, 0, out_len), self.sample_rate
-        overlap = max(frame, round(self.overlap_seconds * sr / frame) * frame)
-        return self._chunked(x, sr, chunk, overlap, out_len), self.sample_rate
+            y = self._render(x, sr, 0, out_len)
+        else:
+            overlap = max(frame, round(self.overlap_seconds * sr / frame) * frame)
+            y = self._chunked(x, sr, chunk, overlap, out_len)
+        return self._apply_level_policy(y, x.cpu().numpy(), sr), self.sample_rate
+
+    def _apply_level_policy(self, y: np.ndarray, x: np.ndarray, sr: int) -> np.ndarray:
+        if self.silence_dbfs is not None:
+            y = y * activity_gate(x, sr, len(y), self.silence_dbfs)
+        p = float(np.abs(y).max()) if y.size else 0.0
+        if self.output_peak is not None and p > 0:
+            y = y * np.float32(self.output_peak / p)
+        return y.astype(np.float32)
 
     def _frame_samples(self, sr: int) -> int:
         return max(1, round(sr / self.feature_cleaner.frame_rate))
@@ -132,6 +157,29 @@ def _merge(out: np.ndarray, piece: np.ndarray, start: int, written: int) -> int:
     return start + len(piece)
 
 
+def activity_gate(x: np.ndarray, sr: int, out_len: int, silence_dbfs: float) -> np.ndarray:
+    """(out_len,) gain in [0, 1]: 1 where the input ``x`` at ``sr`` Hz is active, 0 where it is silent.
+
+    A 50 ms window is active when its RMS is above ``silence_dbfs``; activity is extended by
+    100 ms each side (soft onsets and decays are not cut) and its edges ramp over one window.
+    Written by hand: a fixed-threshold energy gate, not a voice-activity detector (a VAD would
+    mute noise-only input, which restoration should still get to see and judge).
+    """
+    win = max(1, round(_GATE_WINDOW * sr))
+    frames = -(-len(x) // win)
+    padded = np.zeros(frames * win, dtype=np.float64)
+    padded[: len(x)] = x
+    rms_db = 10 * np.log10(np.mean(padded.reshape(frames, win) ** 2, axis=1) + 1e-20)
+    active = (rms_db > silence_dbfs).astype(np.float64)
+    reach = round(_GATE_HANGOVER / _GATE_WINDOW)
+    active = np.convolve(active, np.ones(2 * reach + 1), mode="same") > 0
+    per_sample = np.repeat(active.astype(np.float64), win)[: len(x)]
+    ramp = np.ones(win) / win
+    smooth = np.clip(np.convolve(per_sample, ramp, mode="same"), 0.0, 1.0)
+    positions = np.linspace(0, len(x) - 1, out_len) if out_len > 1 else np.zeros(out_len)
+    return np.interp(positions, np.arange(len(x)), smooth).astype(np.float32)
+
+
 def _as_tensor(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
     arr = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     if arr.ndim != 1 or arr.size == 0:
@@ -140,7 +188,8 @@ def _as_tensor(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
-def _check_pair(cleaner: nn.Module, vocoder: nn.Module) -> None:
+def check_pair(cleaner: nn.Module, vocoder: nn.Module) -> None:
+    """ConfigError unless the vocoder reads the cleaner's feature size at its frame rate."""
     if getattr(vocoder, "feature_dim", None) != getattr(cleaner, "feature_dim", None):
         raise ConfigError(
             f"miipher2: the vocoder reads {getattr(vocoder, 'feature_dim', '?')}-d features but the cleaner gives "

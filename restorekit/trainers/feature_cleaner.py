@@ -27,8 +27,8 @@ class FeatureCleanerTrainer(BaseTrainer):
 
     def _features(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         sr, lengths = int(batch["sr"]), batch.get("lengths")
-        target = self.raw("feature_cleaner").target(batch["clean"], sr, lengths)
-        with self.autocast():
+        with self.autocast():  # one precision for both sides of the comparison
+            target = self.raw("feature_cleaner").target(batch["clean"], sr, lengths)
             estimate = self.model("feature_cleaner")(batch["degraded"], sr, lengths)
         return estimate, target
 

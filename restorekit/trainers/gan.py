@@ -56,13 +56,18 @@ def adversarial_step(trainer: "BaseTrainer", losses: GanLosses, d_roles: list[st
                      fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     """Discriminator update on detached ``fake``, then the generator's losses and update.
 
-    ``fake`` and ``real`` are ``(N, samples)``; ``fake`` carries the generator's graph.
+    ``real`` is ``(B, samples)``; ``fake`` is ``(k * B, samples)``: k generator outputs per real
+    clip (e.g. every WaveFit iteration), stacked output-major, carrying the generator's graph.
+    The discriminators see each real clip once per pass; its logits and feature maps are reused
+    for the k fakes instead of running D on k copies of the same audio.
     """
+    if real.shape[0] == 0 or fake.shape[0] % real.shape[0]:
+        raise ValueError(f"fake batch {fake.shape[0]} is not a whole multiple of the real batch {real.shape[0]}")
     scalars: dict[str, float] = {}
     if d_roles and any(t.weight != 0 for t in losses.discriminator):
         scalars.update(_discriminator_update(trainer, losses, d_roles, fake.detach(), real))
     with trainer.frozen(*d_roles):
-        total, g_scalars = trainer.weighted_losses(losses.waveform, fake, real)
+        total, g_scalars = trainer.weighted_losses(losses.waveform, fake, _tile(real, fake.shape[0]))
         scalars.update(g_scalars)
         if d_roles and (losses.adversarial or losses.feature_matching):
             adv_total, adv_scalars = _generator_adversarial(trainer, losses, d_roles, fake, real)
@@ -98,6 +103,12 @@ def _generator_adversarial(trainer: "BaseTrainer", losses: GanLosses, d_roles: l
         with torch.no_grad():
             _, real_fmaps = discriminate(trainer, d_roles, real, wrapped=False)
         fake_logits, fake_fmaps = discriminate(trainer, d_roles, fake, wrapped=False)
+    real_fmaps = [[_tile(m, f.shape[0]) for m, f in zip(r, fk)] for r, fk in zip(real_fmaps, fake_fmaps)]
     adv, s1 = trainer.weighted_losses(losses.adversarial, fake_logits)
     fm, s2 = trainer.weighted_losses(losses.feature_matching, fake_fmaps, real_fmaps)
     return adv + fm, {**s1, **s2}
+
+
+def _tile(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``x`` (B, ...) repeated along the batch to ``rows`` rows (the layout of stacked fakes)."""
+    return x if x.shape[0] == rows else x.repeat(rows // x.shape[0], *([1] * (x.ndim - 1)))

@@ -5,6 +5,19 @@ adapters off). Stage 3 (``miipher2_vocoder_finetune``) vocodes features that a f
 cleaner produced from degraded speech, starting from the stage-2 vocoder, so the vocoder
 learns to absorb the cleaner's residual errors. Both apply every loss to all WaveFit
 iterations, as WaveFit does.
+
+Context: the encoder (and stage 3's cleaner) runs over the whole data segment (10 s in the
+full-size recipes, as inference feeds 10 s chunks: the encoder's normalisation and attention
+then see the context they see at inference), and the vocoder trains on a random frame-aligned
+crop of ``vocoder_segment_seconds`` of those features and the matching audio.
+
+Level: each item is scaled so its clean target peaks at ``target_peak`` (the degraded input by
+the same factor). The SSL features do not carry the input level, so a vocoder trained on
+unnormalised targets could only learn the corpus' mean level; with normalised targets its
+power head has a level it can predict. ``Miipher2.restore`` applies the same peak at inference.
+
+Precision: features are computed in fp32, as inference computes them; only the vocoder and
+the discriminators run under autocast.
 """
 from __future__ import annotations
 
@@ -12,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from restorekit.errors import ConfigError
+from restorekit.models.miipher2 import check_pair
 from restorekit.trainers import TRAINERS
 from restorekit.trainers.base import BaseTrainer, TrainerArgs
 from restorekit.trainers.gan import GanLosses, adversarial_step
@@ -21,9 +36,12 @@ from restorekit.trainers.gan import GanLosses, adversarial_step
 
 @dataclass
 class VocoderArgs(TrainerArgs):
-    """Adds ``discriminators``: the model roles that judge the vocoder (default: [discriminators])."""
+    """Adds ``discriminators`` (the model roles that judge the vocoder), ``vocoder_segment_seconds``
+    (null: train the vocoder on the whole segment) and ``target_peak`` (null: keep the data's level)."""
 
     discriminators: list = field(default_factory=lambda: ["discriminators"])
+    vocoder_segment_seconds: float | None = None
+    target_peak: float | None = 0.9
 
 
 class _VocoderTrainer(BaseTrainer):
@@ -50,6 +68,31 @@ class _VocoderTrainer(BaseTrainer):
             raise ConfigError(
                 f"trainer.args.discriminators must be a list of distinct model roles (e.g. [mpd, msd]), got {discs}"
             )
+        crop, peak = self.args.vocoder_segment_seconds, self.args.target_peak
+        if crop is not None and not float(crop) > 0:
+            raise ConfigError(f"trainer.args.vocoder_segment_seconds must be > 0 or null, got {crop}")
+        if peak is not None and not 0 < float(peak) <= 1:
+            raise ConfigError(f"trainer.args.target_peak must be in (0, 1] or null, got {peak}")
+
+    def build_models(self) -> dict[str, torch.nn.Module]:
+        """Build, then check the cleaner/vocoder pair (feature size, frame rate, length) before training."""
+        models = super().build_models()
+        check_pair(models["feature_cleaner"], models["vocoder"])
+        sr = int(self.cfg.data.get("sample_rate", 16000))
+        self._check_lengths(models["feature_cleaner"].num_frames(10 * sr, sr), 10 * int(models["vocoder"].sample_rate),
+                            models["vocoder"], "10 s of audio")
+        return models
+
+    @staticmethod
+    def _check_lengths(frames: int, samples: int, vocoder: torch.nn.Module, what: str) -> None:
+        """ConfigError when ``frames`` vocoded differ from the ``samples`` they stand for by more than a hop."""
+        made = frames * vocoder.hop
+        if abs(made - samples) > vocoder.hop:
+            raise ConfigError(
+                f"the feature cleaner makes {frames} frames from {what}, which the vocoder turns into {made} samples, "
+                f"but the target has {samples} (more than one hop, {vocoder.hop}, apart): the encoder's frame rate and "
+                "models.vocoder.args (feature_rate, pre_upsample, upsample_factors, sample_rate) do not pair"
+            )
 
     def features(self, batch: dict[str, Any]) -> torch.Tensor:
         """The SSL features the vocoder learns from (differs per stage)."""
@@ -64,17 +107,57 @@ class _VocoderTrainer(BaseTrainer):
 
         return julius.resample_frac(clean, sr_in, sr_out)
 
+    def _level(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``batch`` with clean (and degraded, by the same factor) scaled so clean peaks at target_peak."""
+        if self.args.target_peak is None:
+            return batch
+        peak = batch["clean"].abs().amax(dim=1, keepdim=True)
+        gain = torch.where(peak > 1e-5, float(self.args.target_peak) / peak.clamp_min(1e-5), torch.ones_like(peak))
+        out = {**batch, "clean": batch["clean"] * gain}
+        if "degraded" in batch:
+            out["degraded"] = batch["degraded"] * gain
+        return out
+
+    def crop(self, feats: torch.Tensor, real: torch.Tensor, valid_frames: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A random frame-aligned crop per item: features (B, n, D), audio (B, n * hop), start frames (B,).
+
+        ``valid_frames`` (B,) bounds each item's start to its unpadded part. Draws from the global
+        RNG, which checkpoints save, so a resumed run crops as the uninterrupted one would.
+        """
+        hop = self.raw("vocoder").hop
+        n = max(1, round(float(self.args.vocoder_segment_seconds) * self.raw("vocoder").feature_rate))
+        b, frames, dim = feats.shape
+        real = F.pad(real, (0, max(0, frames * hop - real.shape[-1])))
+        if frames <= n:
+            return feats, real[:, : frames * hop], torch.zeros(b, dtype=torch.long, device=feats.device)
+        room = (valid_frames.clamp(min=n, max=frames) - n + 1).to(feats.device)
+        starts = (torch.rand(b, device=feats.device) * room).long()
+        idx = starts[:, None] + torch.arange(n, device=feats.device)
+        feats = feats.gather(1, idx[..., None].expand(b, n, dim))
+        sidx = starts[:, None] * hop + torch.arange(n * hop, device=feats.device)
+        return feats, real.gather(1, sidx), starts
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        with torch.no_grad(), self.autocast():
-            feats = self.features(batch)
+        batch = self._level(batch)
+        vocoder = self.raw("vocoder")
+        with torch.no_grad():  # fp32, as at inference
+            feats = self.features(batch).float()
+        real = self._real(batch, int(vocoder.sample_rate))
+        self._check_lengths(feats.shape[1], real.shape[-1], vocoder, "the training batch")
+        if self.args.vocoder_segment_seconds is not None:
+            feats, real, _ = self.crop(feats, real, self._valid_frames(batch, feats.shape[1]))
         with self.autocast():
-            outputs = self.model("vocoder")(feats.float())
-        real = self._real(batch, int(self.raw("vocoder").sample_rate))
+            outputs = self.model("vocoder")(feats)
         n = min(real.shape[-1], min(o.shape[-1] for o in outputs))
         fake = torch.cat([o[..., :n] for o in outputs], dim=0)  # every WaveFit iteration is trained
-        real = real[..., :n].repeat(len(outputs), 1)
-        scalars = adversarial_step(self, self._gan_losses(), list(self.args.discriminators), fake, real)
-        return scalars
+        return adversarial_step(self, self._gan_losses(), list(self.args.discriminators), fake, real[..., :n])
+
+    def _valid_frames(self, batch: dict[str, Any], frames: int) -> torch.Tensor:
+        lengths = batch.get("lengths")
+        if lengths is None:
+            return torch.full((batch["clean"].shape[0],), frames, dtype=torch.long)
+        return torch.tensor([self.raw("feature_cleaner").num_frames(int(n), int(batch["sr"])) for n in lengths])
 
     def _gan_losses(self) -> GanLosses:
         # losses.vocoder: generator side; losses.discriminator: D's objective (else G's GAN terms)
@@ -82,8 +165,9 @@ class _VocoderTrainer(BaseTrainer):
 
     @torch.no_grad()
     def synthesize(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        feats = self.features(self._level(batch)).float()
         with self.autocast():
-            wave = self.raw("vocoder").infer(self.features(batch).float())
+            wave = self.raw("vocoder").infer(feats)
         return wave.float(), int(self.raw("vocoder").sample_rate)
 
 
