@@ -3,8 +3,9 @@
 ``w2v_bert2`` (the open stand-in for Google's USM), ``hubert``, ``wavlm`` and ``gemma3n_audio``
 (the USM-derived audio encoder of Gemma 3n). Each takes audio at any rate, resamples it to
 16 kHz with julius on the model's device, computes the encoder's input in torch (batched), and
-returns the hidden states after ``layer`` (layers above are never built). The encoder is always
-frozen and in eval mode.
+returns the hidden states after ``layer`` (layers above are never built): transformers'
+``hidden_states[layer]`` of the full model, or its ``last_hidden_state`` when ``layer`` is the top.
+The encoder is always frozen and in eval mode.
 """
 from __future__ import annotations
 
@@ -34,7 +35,12 @@ class _Backbone:
     depth_key: str = "num_hidden_layers"
     fixed: Mapping[str, Any] = field(default_factory=dict)  # settings we always impose
     ffn: str = "feed_forward"  # the per-layer FFN an adapter runs beside
-    block_norm: str = "final_layer_norm"  # the norm that closes each block
+    # the FFN module's own input norm where it normalises inside (Gemma 3n); "" where the layer
+    # normalises before calling it, so the FFN's argument is already its normalised input
+    ffn_norm: str = ""
+    # the norm that closes each post-norm block (applied to residual + FFN); pre-norm ("stable
+    # layer norm") HuBERT / WavLM layers have none, see SSLEncoder.block_norm
+    block_norm: str = "final_layer_norm"
 
 
 _BACKBONES = {
@@ -48,7 +54,7 @@ _BACKBONES = {
     # 4th after its last layer (6.25 Hz), which suits a language model, not a vocoder.
     "gemma3n_audio": _Backbone("Gemma3nAudioEncoder", "Gemma3nAudioConfig", "gemma_mel", "audio_mel",
                                depth_key="conf_num_hidden_layers", fixed={"conf_reduction_factor": 1},
-                               ffn="ffw_layer_end", block_norm="norm"),
+                               ffn="ffw_layer_end", ffn_norm="pre_layer_norm", block_norm="norm"),
 }
 
 
@@ -56,7 +62,9 @@ class SSLEncoder(nn.Module):
     """A frozen SSL encoder: wave (B, T) at ``sr`` Hz -> features (B, frames, feature_dim).
 
     ``pretrained`` is a hub id or local folder; otherwise ``config`` overrides the transformers
-    config for random initialisation. Features are the hidden states after layer ``layer``.
+    config for random initialisation. Features are the hidden states after layer ``layer``:
+    transformers' ``hidden_states[layer]`` of the full model; at the top layer, its
+    ``last_hidden_state`` (for pre-norm HuBERT / WavLM Large, after the encoder's final norm).
     """
 
     def __init__(
@@ -84,7 +92,7 @@ class SSLEncoder(nn.Module):
         self.feature_dim = int(self.model.config.hidden_size)
         self.frame_rate = SSL_SAMPLE_RATE / self._hop()
 
-    def train(self, mode: bool = True) -> "SSLEncoder":
+    def train(self, mode: bool = True) -> SSLEncoder:
         """The backbone stays in eval mode (no dropout) whatever the caller asks for."""
         super().train(mode)
         self.model.eval()
@@ -94,6 +102,17 @@ class SSLEncoder(nn.Module):
     def blocks(self) -> nn.ModuleList:
         """The encoder's layers (conformer / transformer blocks), ``layer`` of them."""
         return self.model.conformer if self.spec.frontend == "gemma_mel" else self.model.encoder.layers
+
+    @property
+    def block_norm(self) -> str | None:
+        """Name of the norm closing each block (applied to residual + FFN), None where there is none.
+
+        Pre-norm ("stable layer norm") HuBERT / WavLM layers end on the bare residual sum; their
+        ``final_layer_norm`` is the FFN's input norm, not a closing one.
+        """
+        if getattr(self.model.config, "do_stable_layer_norm", False):
+            return None
+        return self.spec.block_norm
 
     def _hop(self) -> int:
         if self.spec.frontend == "fbank":
@@ -176,7 +195,21 @@ def _build_backbone(kind: str, pretrained: str | None, overrides: dict[str, Any]
         config = config_cls(**{**overrides, **fixed})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{kind}: config overrides {overrides} are not valid for {spec.config}: {exc}") from exc
-    return model_cls(config)
+    return _cut(model_cls(config), layer, full_depth)
+
+
+def _cut(model: nn.Module, layer: int, depth: int) -> nn.Module:
+    """``model`` (built with ``layer`` of its ``depth`` layers) giving transformers' hidden_states[layer].
+
+    Pre-norm ("stable layer norm": HuBERT / WavLM Large) encoders normalise the residual stream
+    once, after the top layer (``encoder.layer_norm``). That norm was trained for the top layer's
+    output and hidden_states[layer] do not include it, so below the top it is dropped; at the top
+    it stays and features are the model's own output. Post-norm encoders (HuBERT / WavLM base,
+    w2v-BERT, Gemma 3n) end every layer with a norm and need nothing.
+    """
+    if layer < depth and getattr(model.config, "do_stable_layer_norm", False):
+        model.encoder.layer_norm = nn.Identity()
+    return model
 
 
 def _check_layer(kind: str, layer: int, depth: int) -> None:
@@ -200,7 +233,7 @@ def _from_pretrained(model_cls: type, kind: str, pretrained: str, layer: int, kw
     except (OSError, ValueError) as exc:
         raise _load_error(kind, pretrained, exc) from exc
     _check_layer(kind, layer, depth)
-    return model_cls.from_pretrained(pretrained, **kwargs)
+    return _cut(model_cls.from_pretrained(pretrained, **kwargs), layer, depth)
 
 
 # --- Gemma 3n ---------------------------------------------------------------------------------
@@ -316,9 +349,9 @@ def _register(name: str, summary: str) -> None:
 
     factory.__doc__ = summary + (
         "\n\n``pretrained``: hub id or local folder; else ``config`` overrides the transformers config"
-        " for random initialisation. ``layer``: features are taken after this layer (1-based) and"
-        " layers above are not built. ``normalize_waveform``: per-utterance input normalisation"
-        " (HuBERT/WavLM large checkpoints). Frozen, always in eval mode."
+        " for random initialisation. ``layer``: features are taken after this layer (1-based;"
+        " transformers' hidden_states[layer]) and layers above are not built. ``normalize_waveform``:"
+        " per-utterance input normalisation (HuBERT/WavLM large checkpoints). Frozen, always in eval mode."
     )
     factory.__name__ = factory.__qualname__ = name
     MODELS.register(name)(factory)
