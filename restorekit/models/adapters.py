@@ -1,17 +1,29 @@
 """The Miipher-2 feature cleaner: parallel adapters inside a frozen SSL encoder.
 
-Where the adapter sits (our reading of the Miipher-2 figure, which places it beside the FFN):
-- w2v-BERT conformer layers have two half-step FFNs (ffn1 ... ffn2). The adapter runs in
-  parallel with ``ffn2``, the FFN that closes the block, so it sees the output of attention and
-  convolution and its correction reaches the next layer directly; its output is added to the
-  FFN's output (and so shares the FFN's 0.5 half-step scale).
-- HuBERT / WavLM transformer layers have one FFN, ``feed_forward``; the adapter runs beside it.
+Where the adapter sits (our reading of the Miipher-2 figure: an adapter beside each layer's FFN,
+the two reading the output of one shared norm). Every adapter reads exactly what its FFN's first
+linear layer reads, the FFN's normalised input:
+- w2v-BERT conformer layers have two half-step FFNs (ffn1 ... ffn2). The adapter runs beside
+  ``ffn2``, the FFN that closes the block, so it sees the output of attention and convolution and
+  its correction reaches the next layer directly. It reads ``ffn2_layer_norm``'s output; its
+  output is added to the FFN's output (and so shares the FFN's 0.5 half-step scale).
+- HuBERT / WavLM layers have one FFN, ``feed_forward``; the adapter reads what it reads: the
+  post-attention ``layer_norm``'s output in base (post-norm) layers, ``final_layer_norm``'s in
+  Large (pre-norm, "stable layer norm") layers.
 - Gemma 3n conformer blocks (like USM's) also have two half-step FFNs; the adapter runs beside
-  ``ffw_layer_end``, the one closing the block. That module adds its own residual
-  (x + 0.5 * ffn(x)), so the adapter's output is added at full scale.
-- The norm that closes each block (``final_layer_norm``; Gemma 3n's RMSNorm ``norm``) gets a
-  trainable copy, used while adapters are on; the frozen original is kept for ``target``, so
-  the target features are the untouched encoder's.
+  ``ffw_layer_end``, the one closing the block. That module clamps, normalises
+  (``pre_layer_norm``) and adds its own residual inside (x + 0.5 * ffn(norm(x))), so the adapter
+  reads that same frozen norm's output, computed once more beside it, and is added at full scale.
+
+Which norms train. The shared FFN input norm stays frozen: training it would change what the
+frozen FFN reads. The norm that closes each block, applied to residual + FFN + adapter, gets a
+trainable copy, used while adapters are on (the frozen original serves ``target``, so the target
+features are the untouched encoder's):
+- w2v-BERT: ``final_layer_norm`` (LayerNorm); HuBERT / WavLM base: ``final_layer_norm``
+  (LayerNorm); Gemma 3n: ``norm`` (RMSNorm).
+- HuBERT / WavLM Large: none. Their layers end on the bare residual sum; the stack's one closing
+  norm (``encoder.layer_norm``) follows the top layer and is not applied below it, so only the
+  adapters train.
 The adapters' output layers start at zero, so an untrained cleaner returns exactly the frozen
 encoder's features.
 """
@@ -55,19 +67,31 @@ class _Switch:
 
 
 class ParallelFFN(nn.Module):
-    """A frozen FFN with a trainable adapter beside it: ffn(x) + adapter(x) while the switch is on."""
+    """A frozen FFN with a trainable adapter beside it, both reading the FFN's normalised input:
+    ffn(x) + adapter(x) while the switch is on. Where the FFN module normalises its own input,
+    ``input_norm`` names that norm inside it, and the adapter reads that norm's output instead."""
 
-    def __init__(self, ffn: nn.Module, adapter: Adapter, switch: _Switch) -> None:
+    def __init__(self, ffn: nn.Module, adapter: Adapter, switch: _Switch, input_norm: str = "") -> None:
         super().__init__()
-        self.ffn, self.adapter, self._switch = ffn, adapter, switch
+        self.ffn, self.adapter, self._switch, self._input_norm = ffn, adapter, switch, input_norm
+
+    def adapter_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the FFN's first linear layer reads."""
+        if not self._input_norm:
+            return x  # the layer normalised x before calling the FFN
+        # Gemma 3n's FFN clamps at ``gradient_clipping`` (1e10 in its configs) before its norm
+        clip = getattr(self.ffn, "gradient_clipping", None)
+        if clip is not None:
+            x = torch.clamp(x, -clip, clip)
+        return getattr(self.ffn, self._input_norm)(x)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         out = self.ffn(x, *args, **kwargs)
-        return out + self.adapter(x) if self._switch.on else out
+        return out + self.adapter(self.adapter_input(x)) if self._switch.on else out
 
 
 class SwitchedNorm(nn.Module):
-    """The block's closing norm: a trainable copy while adapters are on, the frozen original off."""
+    """A block's closing norm: a trainable copy while adapters are on, the frozen original off."""
 
     def __init__(self, frozen: nn.Module, switch: _Switch) -> None:
         super().__init__()
@@ -84,9 +108,10 @@ class ParallelAdapterCleaner(nn.Module):
 
     ``encoder`` is an SSL encoder node (``{name: w2v_bert2, args: {...}}``); an adapter
     (Linear dim->``bottleneck``, ``activation``, Linear bottleneck->dim, output layer zero-init)
-    runs beside the FFN of every layer up to the encoder's ``layer``, and each block's closing
-    norm (LayerNorm; RMSNorm for Gemma 3n) is a trainable copy. Only adapters and those norms
-    train. ``target(wave, sr)`` gives the frozen encoder's features (adapters off), the
+    runs beside the FFN of every layer up to the encoder's ``layer``, reading the FFN's normalised
+    input, and each block's closing norm (LayerNorm; RMSNorm for Gemma 3n; none in pre-norm
+    HuBERT / WavLM Large layers) is a trainable copy. Only adapters and those norms train.
+    ``target(wave, sr)`` gives the frozen encoder's features (adapters off), the
     clean-speech training target.
     """
 
@@ -108,10 +133,11 @@ class ParallelAdapterCleaner(nn.Module):
         self.feature_dim, self.frame_rate = self.encoder.feature_dim, self.encoder.frame_rate
 
     def _wrap_layer(self, layer: nn.Module, bottleneck: int, activation: str) -> None:
-        ffn, norm = self.encoder.spec.ffn, self.encoder.spec.block_norm
+        spec, norm = self.encoder.spec, self.encoder.block_norm
         adapter = Adapter(self.encoder.feature_dim, bottleneck, activation)
-        setattr(layer, ffn, ParallelFFN(getattr(layer, ffn), adapter, self._switch))
-        setattr(layer, norm, SwitchedNorm(getattr(layer, norm), self._switch))
+        setattr(layer, spec.ffn, ParallelFFN(getattr(layer, spec.ffn), adapter, self._switch, spec.ffn_norm))
+        if norm is not None:
+            setattr(layer, norm, SwitchedNorm(getattr(layer, norm), self._switch))
 
     def num_frames(self, num_samples: int, sr: int) -> int:
         """Feature frames produced for ``num_samples`` samples at ``sr`` Hz."""
