@@ -24,7 +24,7 @@ EXAMPLES = {
     "parallel_adapter_cleaner": {"encoder": TINY_ENCODER, "bottleneck": 16},
     "wavefit": TINY_WAVEFIT,
     "mpd": {"periods": [2, 3], "channels": [8, 16]},
-    "msd": {"scales": 2, "channels": [8, 16, 16], "groups": 4},
+    "msd": {"scales": 2, "channels": [8, 8, 16, 16, 32, 32, 32], "groups": [1, 2, 4, 4, 4, 4, 1]},
     "ms_stft": {"fft_sizes": [256, 128], "channels": 8, "depth": 2},
     "discriminator_set": {"members": [{"name": "mpd", "args": {"periods": [2], "channels": [8, 16]}},
                                       {"name": "ms_stft", "args": {"fft_sizes": [128], "channels": 8, "depth": 1}}]},

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from restorekit.errors import ConfigError
 from restorekit.models import MODELS
@@ -67,17 +67,20 @@ class MultiPeriodDiscriminator(nn.Module):
 
 
 class ScaleDiscriminator(nn.Module):
-    """HiFi-GAN scale sub-discriminator: strided, grouped 1-D convolutions."""
+    """HiFi-GAN scale sub-discriminator: one row of (channels, kernel, stride, groups) per 1-D conv,
+    "same" padding (kernel // 2), then a 3-tap conv to one channel. ``spectral`` selects spectral
+    norm (HiFi-GAN's first scale) instead of weight norm."""
 
-    def __init__(self, channels: Sequence[int], groups: int) -> None:
+    def __init__(self, channels: Sequence[int], kernels: Sequence[int], strides: Sequence[int],
+                 groups: Sequence[int], spectral: bool) -> None:
         super().__init__()
+        norm = spectral_norm if spectral else weight_norm
         cins = [1, *channels[:-1]]
-        specs = [(15, 1, 1)] + [(41, 4 if i < len(channels) - 2 else 1, groups) for i in range(len(channels) - 2)] + [(5, 1, 1)]
         self.layers = nn.ModuleList(
-            weight_norm(nn.Conv1d(ci, co, k, s, k // 2, groups=g if ci % g == 0 and co % g == 0 else 1))
-            for (ci, co), (k, s, g) in zip(zip(cins, channels), specs)
+            norm(nn.Conv1d(ci, co, k, s, k // 2, groups=g))
+            for ci, co, k, s, g in zip(cins, channels, kernels, strides, groups)
         )
-        self.post = weight_norm(nn.Conv1d(channels[-1], 1, 3, 1, 1))
+        self.post = norm(nn.Conv1d(channels[-1], 1, 3, 1, 1))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return _run(self.layers, self.post, wave[:, None])
@@ -87,14 +90,22 @@ class ScaleDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """HiFi-GAN multi-scale discriminator: audio (B, T) -> (logits per scale, feature maps per scale).
 
-    Scale i sees the audio average-pooled i times by 2; ``channels`` per layer, ``groups`` for the
-    strided middle layers.
+    Scale i sees the audio average-pooled i times (window 4, stride 2, padding 2). Every scale has
+    the same layer table, one entry per conv in ``channels``, ``kernel_sizes``, ``strides`` and
+    ``groups``; the defaults are HiFi-GAN's (64x downsampling in all). The first scale uses spectral
+    norm, the others weight norm, as in HiFi-GAN.
     """
 
     def __init__(self, scales: int = 3, channels: Sequence[int] = (128, 128, 256, 512, 1024, 1024, 1024),
-                 groups: int = 16) -> None:
+                 kernel_sizes: Sequence[int] = (15, 41, 41, 41, 41, 41, 5),
+                 strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1),
+                 groups: Sequence[int] = (1, 4, 16, 16, 16, 16, 1)) -> None:
         super().__init__()
-        self.discriminators = nn.ModuleList(ScaleDiscriminator(list(channels), groups) for _ in range(scales))
+        _check_scale_table(list(channels), list(kernel_sizes), list(strides), list(groups))
+        self.discriminators = nn.ModuleList(
+            ScaleDiscriminator(list(channels), list(kernel_sizes), list(strides), list(groups), spectral=i == 0)
+            for i in range(scales)
+        )
 
     def forward(self, wave: torch.Tensor) -> Output:
         logits, maps = [], []
@@ -105,6 +116,20 @@ class MultiScaleDiscriminator(nn.Module):
             logits.append(logit)
             maps.append(fmap)
         return logits, maps
+
+
+def _check_scale_table(channels: list[int], kernels: list[int], strides: list[int], groups: list[int]) -> None:
+    if not channels or not len(channels) == len(kernels) == len(strides) == len(groups):
+        raise ConfigError(
+            f"msd: channels ({len(channels)}), kernel_sizes ({len(kernels)}), strides ({len(strides)}) and "
+            f"groups ({len(groups)}) must have one entry per layer; give all four lists the same length"
+        )
+    for i, (ci, co, g) in enumerate(zip([1, *channels[:-1]], channels, groups)):
+        if ci % g or co % g:
+            raise ConfigError(
+                f"msd: layer {i} has groups {g}, which must divide its in ({ci}) and out ({co}) channels; "
+                "change models.discriminators.args.groups or channels"
+            )
 
 
 class STFTDiscriminator(nn.Module):
