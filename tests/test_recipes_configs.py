@@ -93,3 +93,27 @@ def test_stage_configs_take_the_gemma3n_audio_fragment_in_place_of_w2v_bert2(sta
     assert plain["trainer"]["args"]["max_steps"] == STAGES[stage][1]
     for role in plain["models"]:
         check_node(MODELS, plain["models"][role], f"models.{role}")
+
+
+@pytest.mark.parametrize("stage", ["stage2", "stage3"])
+def test_full_size_vocoder_stages_default_to_the_references(stage):
+    """Locks the WaveFit references' settings (README table): losses GAN 1, feature matching 10,
+    SC + log-magnitude 2.5 at Parallel WaveGAN's resolutions, decaying learning rates, 10 s of
+    encoder context with a 1 s vocoder crop. Fails on the old 1 / 2.0 weights and constant rates."""
+    plain = OmegaConf.to_container(load_config([f"exp.config_path={ROOT}/configs/miipher2/{stage}.yaml",
+                                                *FOLDERS]), resolve=True)
+    weights = {t["name"]: t["weight"] for t in plain["losses"]["vocoder"]}
+    assert weights == {"multi_resolution_stft": 2.5, "mel_l1": 0.0, "hinge_gan": 1.0, "feature_matching": 10.0}
+    stft = next(t for t in plain["losses"]["vocoder"] if t["name"] == "multi_resolution_stft")["args"]
+    assert (stft["fft_sizes"], stft["win_lengths"], stft["hop_sizes"]) == (
+        [512, 1024, 2048], [240, 600, 1200], [50, 120, 240])
+    steps = plain["trainer"]["args"]["max_steps"]
+    for group, lr, final in (("generator", 1e-4, 1e-5), ("discriminator", 2e-4, 1e-5)):
+        opt = plain["trainer"]["args"]["optimizers"][group]
+        assert opt["args"] == {"lr": lr, "betas": [0.8, 0.99], "weight_decay": 1e-3}
+        sched = opt["scheduler"]
+        assert sched["name"] == "cosine_warmup" and sched["args"]["total_steps"] == steps
+        assert lr * sched["args"]["final_ratio"] == pytest.approx(final)
+    assert plain["data"]["train"]["args"]["segment_seconds"] == 10.0
+    assert plain["trainer"]["args"]["vocoder_segment_seconds"] == 1.0
+    assert plain["trainer"]["args"]["target_peak"] == 0.9
