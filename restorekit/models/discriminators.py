@@ -101,11 +101,10 @@ class MultiScaleDiscriminator(nn.Module):
                  strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1),
                  groups: Sequence[int] = (1, 4, 16, 16, 16, 16, 1)) -> None:
         super().__init__()
-        _check_scale_table(list(channels), list(kernel_sizes), list(strides), list(groups))
-        self.discriminators = nn.ModuleList(
-            ScaleDiscriminator(list(channels), list(kernel_sizes), list(strides), list(groups), spectral=i == 0)
-            for i in range(scales)
-        )
+        table = list(channels), list(kernel_sizes), list(strides), list(groups)
+        _check_scale_table(*table)
+        # HiFi-GAN puts spectral norm on the first (raw-rate) scale only
+        self.discriminators = nn.ModuleList(ScaleDiscriminator(*table, spectral=not i) for i in range(scales))
 
     def forward(self, wave: torch.Tensor) -> Output:
         logits, maps = [], []
@@ -118,7 +117,8 @@ class MultiScaleDiscriminator(nn.Module):
         return logits, maps
 
 
-def _check_scale_table(channels: list[int], kernels: list[int], strides: list[int], groups: list[int]) -> None:
+def _check_scale_table(channels: list[int], kernels: list[int], strides: list[int],
+                       groups: list[int]) -> None:
     if not channels or not len(channels) == len(kernels) == len(strides) == len(groups):
         raise ConfigError(
             f"msd: channels ({len(channels)}), kernel_sizes ({len(kernels)}), strides ({len(strides)}) and "
