@@ -9,11 +9,18 @@ WaveFit or WaveGrad's generator.
 The Miipher-2 memory-efficient variant (``memory_efficient: true``) repeats feature frames
 instead of a transposed-convolution pre-upsampler, drops the FiLM on the full-rate block (the
 one processing the longest signal) and uses shift-only FiLM elsewhere.
+
+An optional Conformer pre-net reads the features before the generator. Open-Miipher-2 repeats
+Gemma 3n's 25 Hz frames x4 (``upsample_mode: nearest``) and runs 4 blocks at 100 Hz
+(``feature_interpolation: repeat``, ``prenet.position: after_interpolation``); Atotti/miipher-2's
+HiFi-GAN variant runs 2 blocks at the feature rate, then interpolates linearly
+(``feature_interpolation: linear``, ``prenet.position: before_interpolation``).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +28,13 @@ from torch import nn
 
 from restorekit.errors import ConfigError
 from restorekit.models import MODELS
+from restorekit.models.conformer import Conformer
 
 _NOISE_KINDS = ("white", "shaped")
+_INTERPOLATIONS = ("repeat", "linear", "transposed_conv")
+_PRENET_POSITIONS = ("after_interpolation", "before_interpolation")
+_PRENET_DEFAULTS: dict[str, Any] = {"layers": 0, "dim": None, "heads": 8, "ffn_dim": None, "kernel_size": 31,
+                                    "dropout": 0.0, "position": "after_interpolation"}
 
 
 def _conv(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Conv1d:
@@ -102,13 +114,24 @@ class DBlock(nn.Module):
 class WaveFit(nn.Module):
     """WaveFit-T vocoder: SSL features (B, frames, feature_dim) -> T waveforms (B, frames * hop) at sample_rate Hz.
 
-    Generator: conv, pre-upsampler (x ``pre_upsample``: transposed conv, or frame repetition when
-    ``memory_efficient``), then UBlocks with ``upsample_factors`` / ``upsample_channels``; a noise
-    path of DBlocks (``downsample_channels``, full rate first) gives FiLM for every UBlock (none on
-    the full-rate one, shift-only elsewhere when ``memory_efficient``). Each of the ``iterations``
-    steps subtracts the generator's estimate and rescales to the power predicted from the
-    features; the waveform is detached between steps, so each output's loss trains its own pass. ``initial_noise``: ``white`` or ``shaped`` (spectral envelope predicted from the
-    features). The build checks ``feature_rate * pre_upsample * prod(upsample_factors) == sample_rate``.
+    Conditioning: a 3-tap conv to ``cond_channels``, then x ``pre_upsample`` by
+    ``feature_interpolation``: ``repeat`` (frame repetition), ``linear`` (F.interpolate, linear,
+    align_corners=False) or ``transposed_conv`` (learned); unset, it is ``repeat`` when
+    ``memory_efficient`` and ``transposed_conv`` otherwise. Optional ``prenet`` (off unless
+    ``layers`` > 0): a Conformer stack (restorekit.models.conformer) over the features, keys
+    ``layers`` (0), ``dim`` (feature_dim; a linear projection when different), ``heads`` (8),
+    ``ffn_dim`` (4 * dim), ``kernel_size`` (31, depthwise, odd), ``dropout`` (0.0) and
+    ``position``: ``after_interpolation`` (default; Open-Miipher-2: features interpolated, pre-net
+    at feature_rate * pre_upsample, then the conv; a transposed conv then has feature_dim channels)
+    or ``before_interpolation`` (pre-net at feature_rate, conv, then interpolation). The power
+    and envelope heads read the raw features.
+    Generator: UBlocks with ``upsample_factors`` / ``upsample_channels``; a noise path of DBlocks
+    (``downsample_channels``, full rate first) gives FiLM for every UBlock (none on the full-rate
+    one, shift-only elsewhere when ``memory_efficient``). Each of the ``iterations`` steps
+    subtracts the generator's estimate and rescales to the power predicted from the features; the
+    waveform is detached between steps, so each output's loss trains its own pass.
+    ``initial_noise``: ``white`` or ``shaped`` (spectral envelope predicted from the features).
+    The build checks ``feature_rate * pre_upsample * prod(upsample_factors) == sample_rate``.
     """
 
     def __init__(
@@ -124,6 +147,8 @@ class WaveFit(nn.Module):
         downsample_channels: Sequence[int] = (32, 128, 128, 256),
         memory_efficient: bool = False,
         initial_noise: str = "white",
+        feature_interpolation: str | None = None,
+        prenet: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         _check_args(feature_rate, sample_rate, pre_upsample, upsample_factors, upsample_channels,
@@ -131,20 +156,29 @@ class WaveFit(nn.Module):
         self.feature_dim, self.sample_rate, self.iterations = feature_dim, int(sample_rate), int(iterations)
         self.feature_rate, self.pre_upsample = float(feature_rate), int(pre_upsample)
         self.memory_efficient, self.initial_noise = memory_efficient, initial_noise
+        self.interpolation = _interpolation_mode(feature_interpolation, memory_efficient)
         self.factors = [int(f) for f in upsample_factors]
         self.hop = self.pre_upsample * math.prod(self.factors)
-        self._build_condition(feature_dim, cond_channels)
+        self._build_condition(feature_dim, cond_channels, _prenet_config(prenet, feature_dim))
         self._build_upsampler(cond_channels, list(upsample_channels))
         self._build_noise_path(list(downsample_channels), list(upsample_channels))
         self.power_head = nn.Linear(feature_dim, 1)
         if initial_noise == "shaped":
             self.envelope_head = nn.Linear(feature_dim, self.hop + 1)
 
-    def _build_condition(self, feature_dim: int, channels: int) -> None:
-        self.cond_in = _conv(feature_dim, channels)
+    def _build_condition(self, feature_dim: int, channels: int, prenet: dict[str, Any]) -> None:
+        # Modules are created in the pre-net-free order of earlier versions (cond_in, then pre_up),
+        # so with the pre-net off a seed gives the same weights and old exports load unchanged.
+        self.prenet: Conformer | None = None
+        if prenet["layers"]:
+            self.prenet = Conformer(feature_dim, prenet["layers"], prenet["dim"], prenet["heads"],
+                                    prenet["ffn_dim"], prenet["kernel_size"], prenet["dropout"])
+        self.interpolate_features = self.prenet is not None and prenet["position"] == "after_interpolation"
+        self.cond_in = _conv(prenet["dim"] if self.prenet is not None else feature_dim, channels)
         k = self.pre_upsample
-        if not self.memory_efficient and k > 1:
-            self.pre_up = nn.ConvTranspose1d(channels, channels, 2 * k, stride=k, padding=k // 2)
+        if self.interpolation == "transposed_conv" and k > 1:
+            up = feature_dim if self.interpolate_features else channels
+            self.pre_up = nn.ConvTranspose1d(up, up, 2 * k, stride=k, padding=k // 2)
 
     def _build_upsampler(self, cond_channels: int, channels: list[int]) -> None:
         cins = [cond_channels] + channels[:-1]
@@ -163,13 +197,23 @@ class WaveFit(nn.Module):
         self.films = nn.ModuleList([f if f is not None else nn.Identity() for f in films])
 
     def condition(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, frames, dim) -> (B, cond_channels, frames * pre_upsample)."""
-        c = self.cond_in(features.transpose(1, 2))
-        if self.memory_efficient:
-            return c.repeat_interleave(self.pre_upsample, dim=2)
-        if self.pre_upsample == 1:
+        """(B, frames, feature_dim) -> (B, cond_channels, frames * pre_upsample)."""
+        if self.interpolate_features:  # Open-Miipher-2's order: the pre-net runs at the upsampled rate
+            x = self.interpolate(features.transpose(1, 2)).transpose(1, 2)
+            return self.cond_in(self.prenet(x).transpose(1, 2))
+        x = features if self.prenet is None else self.prenet(features)
+        return self.interpolate(self.cond_in(x.transpose(1, 2)))
+
+    def interpolate(self, c: torch.Tensor) -> torch.Tensor:
+        """(B, C, frames) -> (B, C, frames * pre_upsample) by ``feature_interpolation``."""
+        k, frames = self.pre_upsample, c.shape[-1]
+        if k == 1:
             return c
-        return self.pre_up(c)[..., : c.shape[-1] * self.pre_upsample]
+        if self.interpolation == "repeat":
+            return c.repeat_interleave(k, dim=2)
+        if self.interpolation == "linear":
+            return F.interpolate(c, size=frames * k, mode="linear", align_corners=False)
+        return self.pre_up(c)[..., : frames * k]
 
     def generator(self, y: torch.Tensor, cond: torch.Tensor, t: int) -> torch.Tensor:
         """One WaveGrad-base pass: noisy wave (B, samples) -> estimated noise component (B, samples)."""
@@ -239,6 +283,39 @@ class WaveFit(nn.Module):
     def infer(self, features: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The final waveform (B, frames * hop) at ``sample_rate`` Hz."""
         return self.forward(features, noise)[-1]
+
+
+def _interpolation_mode(mode: str | None, memory_efficient: bool) -> str:
+    if mode is None:  # what memory_efficient chose before feature_interpolation existed
+        return "repeat" if memory_efficient else "transposed_conv"
+    if mode not in _INTERPOLATIONS:
+        raise ConfigError(f"wavefit: feature_interpolation '{mode}' is unknown; use one of {_INTERPOLATIONS}")
+    return mode
+
+
+def _prenet_config(prenet: Mapping[str, Any] | None, feature_dim: int) -> dict[str, Any]:
+    """The pre-net node with defaults filled in (``dim`` and ``ffn_dim`` resolved), checked."""
+    unknown = sorted(set(prenet or {}) - set(_PRENET_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"wavefit: prenet has unknown key(s) {unknown}; accepted keys: {list(_PRENET_DEFAULTS)}"
+        )
+    cfg = {**_PRENET_DEFAULTS, **(prenet or {})}
+    cfg["dim"] = int(cfg["dim"] or feature_dim)
+    cfg["ffn_dim"] = int(cfg["ffn_dim"] or 4 * cfg["dim"])
+    if not cfg["layers"]:
+        return cfg
+    if cfg["dim"] % cfg["heads"]:
+        raise ConfigError(f"wavefit: prenet.dim {cfg['dim']} is not divisible by prenet.heads "
+                          f"{cfg['heads']}; change either so every attention head gets dim / heads channels")
+    if cfg["kernel_size"] % 2 == 0:
+        raise ConfigError(f"wavefit: prenet.kernel_size {cfg['kernel_size']} must be odd so the depthwise "
+                          "convolution keeps the frame count")
+    if cfg["position"] not in _PRENET_POSITIONS:
+        raise ConfigError(
+            f"wavefit: prenet.position '{cfg['position']}' is unknown; use one of {_PRENET_POSITIONS}"
+        )
+    return cfg
 
 
 def _check_args(feature_rate, sample_rate, pre_upsample, factors, up_ch, down_ch, noise, iterations) -> None:
