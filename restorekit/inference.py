@@ -109,9 +109,11 @@ def build_enhancer(cfg: DictConfig):
     """The enhancer the config selects (a restorekit export when exp.ckpt_dir is set)."""
     from restorekit.enhancers import ENHANCERS
 
-    if cfg.exp.ckpt_dir:
-        node = {"name": "restorekit", "args": {"path": str(cfg.exp.ckpt_dir), "device": resolve_device(cfg)}}
-        return ENHANCERS.build(node, where="exp.ckpt_dir")
+    if cfg.exp.ckpt_dir:  # enhancer.args.* (output_peak, silence_dbfs, chunk_seconds, ...) apply to it too
+        node = cfg.enhancer.get("args")
+        extra = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+        args = {**extra, "path": str(cfg.exp.ckpt_dir), "device": resolve_device(cfg)}
+        return ENHANCERS.build({"name": "restorekit", "args": args}, where="exp.ckpt_dir")
     return ENHANCERS.build(cfg.enhancer, where="enhancer")
 
 

@@ -93,4 +93,7 @@ def test_pretrained_encoder_through_three_stages_and_inference(tmp_path, variant
                   f"output_dir={tmp_path / 'out'}"]) == 0
     out, sr = sf.read(tmp_path / "out" / "talk.wav")
     assert sr == 16000 and out.shape == (16000,)
-    assert 0.5 < np.abs(out).max() <= 0.9 + 1e-4  # the restorer's output level
+    assert np.abs(out).max() == pytest.approx(0.9, abs=1e-4)  # the restorer's output level
+    assert infer([f"exp.ckpt_dir={export3}", "exp.device=cpu", f"input={src}", "enhancer.args.output_peak=0.5",
+                  f"output_dir={tmp_path / 'out_half'}"]) == 0  # enhancer.args reach an export too
+    assert np.abs(sf.read(tmp_path / "out_half" / "talk.wav")[0]).max() == pytest.approx(0.5, abs=1e-4)
