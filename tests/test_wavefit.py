@@ -190,6 +190,8 @@ def test_bad_prenet_and_interpolation_options_are_config_errors():
         _wavefit(feature_interpolation="cubic")
     with pytest.raises(ConfigError, match=r"prenet has unknown key\(s\) \['depth'\]; accepted keys: \["):
         _wavefit(prenet={"depth": 2})
+    with pytest.raises(ConfigError, match=r"prenet.layers is -1; use 0 \(no pre-net\) or a positive count"):
+        _wavefit(prenet={"layers": -1})
     with pytest.raises(ConfigError, match="prenet.dim 30 is not divisible by prenet.heads 4"):
         _wavefit(prenet={**PRENET, "dim": 30})
     with pytest.raises(ConfigError, match="prenet.kernel_size 4 must be odd"):

@@ -303,6 +303,8 @@ def _prenet_config(prenet: Mapping[str, Any] | None, feature_dim: int) -> dict[s
     cfg = {**_PRENET_DEFAULTS, **(prenet or {})}
     cfg["dim"] = int(cfg["dim"] or feature_dim)
     cfg["ffn_dim"] = int(cfg["ffn_dim"] or 4 * cfg["dim"])
+    if cfg["layers"] < 0:
+        raise ConfigError(f"wavefit: prenet.layers is {cfg['layers']}; use 0 (no pre-net) or a positive count")
     if not cfg["layers"]:
         return cfg
     if cfg["dim"] % cfg["heads"]:
