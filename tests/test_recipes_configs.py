@@ -117,3 +117,15 @@ def test_full_size_vocoder_stages_default_to_the_references(stage):
     assert plain["data"]["train"]["args"]["segment_seconds"] == 10.0
     assert plain["trainer"]["args"]["vocoder_segment_seconds"] == 1.0
     assert plain["trainer"]["args"]["target_peak"] == 0.9
+
+
+def test_vocoder_prenet_fragment_composes_over_a_stage(tmp_path):
+    """The README's opt-in for the paper's pre-net: 4 blocks after x4 repetition, valid WaveFit args."""
+    swapped = tmp_path / "stage2_prenet.yaml"
+    swapped.write_text(f"inherit: [{ROOT}/configs/miipher2/stage2.yaml, {ROOT}/configs/miipher2/models_gemma3n_audio.yaml, "
+                       f"{ROOT}/configs/miipher2/vocoder_prenet.yaml]\n")
+    plain = OmegaConf.to_container(load_config([f"exp.config_path={swapped}", *FOLDERS]), resolve=True)
+    vocoder = plain["models"]["vocoder"]
+    check_node(MODELS, vocoder, "models.vocoder")
+    assert vocoder["args"]["prenet"]["layers"] == 4 and vocoder["args"]["feature_interpolation"] == "repeat"
+    assert vocoder["args"]["feature_dim"] == 1536 and vocoder["args"]["pre_upsample"] == 4
