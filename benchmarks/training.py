@@ -53,7 +53,7 @@ def worker(config: str, out: str, steps: int, warmup: int, overrides: list[str])
 def run(cmd: list[str], pythonpath: Path = ROOT) -> dict:
     """Run a worker command (importing restorekit from ``pythonpath``); its RESULT line, or the error."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(pythonpath)}
-    proc = subprocess.run(cmd, cwd=pythonpath, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=pythonpath, env=env, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -80,7 +80,7 @@ def compare_stage2(rev: str, steps: int, warmup: int, rounds: int) -> dict:
                            f"{tmp}/{name}{r}", *STAGE2_WORK]
                     runs[name].append(run(cmd, pythonpath=tree))
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, capture_output=True)
+            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, capture_output=True, check=False)
     best = {k: max((x for x in v if "error" not in x), key=lambda x: x["steps_per_s"], default=v[0])
             for k, v in runs.items()}
     report = {"rev_before": rev, "work": STAGE2_WORK, "rounds": runs, "best": best}

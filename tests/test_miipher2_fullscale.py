@@ -23,7 +23,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _batch(tr, seconds: float = 0.5) -> dict:
+def _batch(tr) -> dict:
     return tr.to_device(next(iter(tr.train_loader)))
 
 
@@ -50,7 +50,7 @@ def _speech(seconds: float = 1.5, sr: int = 16000) -> np.ndarray:
     from restorekit.audio import load
     from restorekit.datasets.demo import demo_corpus_dir
 
-    path = sorted(demo_corpus_dir("valid").rglob("*.wav"))[0]
+    path = min(demo_corpus_dir("valid").rglob("*.wav"))
     wave, file_sr = load(path, sr=sr)
     assert file_sr == sr and len(wave) >= seconds * sr
     return wave[: int(seconds * sr)]
