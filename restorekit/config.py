@@ -7,6 +7,15 @@ the file that names them.
 Overrides are ``key.path=value``. The key must already exist (a typo is an error with a
 suggestion) unless it is prefixed with ``+``, which adds it. ``exp.config_path=...`` selects
 the file and is not itself merged as an override.
+
+Swapping a component: a component node is a mapping with a ``name`` and ``args``. When a child
+config (or an override ``node.name=other``) gives such a node another ``name``, the node starts
+from the child's version alone: the old component's ``args`` are not inherited, since they
+belong to another constructor (on the command line, the swapped node's ``args`` can then be set
+without ``+``). ``trainer`` is the exception: every trainer reads the common ``trainer.args``
+(max_steps, optimizers, ...), so a stage that names another trainer keeps them.
+``_replace_: true`` in any mapping replaces the inherited mapping wholesale, and ``key={...}`` on
+the command line always does.
 """
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 
 from restorekit.errors import ConfigError, one_line
 
@@ -43,8 +52,57 @@ def load_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> DictConfig:
     parents = _inherit_list(cfg, path)
     merged = OmegaConf.create()
     for parent in parents:
-        merged = OmegaConf.merge(merged, load_yaml(path.parent / parent, (*_chain, path)))
-    return OmegaConf.merge(merged, cfg)
+        merged = merge_configs(merged, load_yaml(path.parent / parent, (*_chain, path)))
+    return merge_configs(merged, cfg)
+
+
+REPLACE_KEY = "_replace_"
+
+
+def merge_configs(base: DictConfig, child: DictConfig) -> DictConfig:
+    """``child`` deep-merged over ``base``, except that swapped components and mappings marked
+    ``_replace_: true`` replace their ``base`` counterpart whole (see the module docstring)."""
+    base = base.copy()
+    _drop_replaced(base, child)
+    merged = OmegaConf.merge(base, child)
+    _strip_replace_marks(merged)
+    return merged
+
+
+SHARED_ARGS = ("trainer",)  # component nodes whose args every component of the kind reads
+
+
+def _drop_replaced(base: DictConfig, child: DictConfig, prefix: str = "") -> None:
+    for key in child.keys():
+        if key not in base or not isinstance(child._get_node(key), DictConfig):
+            continue
+        new, old = child._get_node(key), base._get_node(key)
+        if not isinstance(old, DictConfig) or old._is_none() or new._is_none():
+            continue
+        path = f"{prefix}{key}"
+        if new.get(REPLACE_KEY, False) is True or (path not in SHARED_ARGS and _renamed(new, old)):
+            del base[key]
+        else:
+            _drop_replaced(old, new, f"{path}.")
+
+
+def _renamed(new: DictConfig, old: DictConfig) -> bool:
+    """Both are component nodes (a literal ``name``; ``args`` in either) with different names."""
+    if "args" not in new and "args" not in old:
+        return False  # e.g. exp: {name: run_name, ...} is not a component
+    names = [n._get_node("name") if "name" in n else None for n in (new, old)]
+    if any(v is None or v._is_missing() or v._is_interpolation() for v in names):
+        return False
+    return names[0]._value() != names[1]._value()
+
+
+def _strip_replace_marks(cfg: DictConfig) -> None:
+    if REPLACE_KEY in cfg:
+        del cfg[REPLACE_KEY]
+    for key in cfg.keys():
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_none():
+            _strip_replace_marks(node)
 
 
 def _inherit_list(cfg: DictConfig, path: Path) -> list[str]:
@@ -92,7 +150,12 @@ def _parse_value(raw: str) -> Any:
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
-    """Apply ``key=value`` / ``+key=value`` overrides in order; unknown keys are errors."""
+    """Apply ``key=value`` / ``+key=value`` overrides in order; unknown keys are errors.
+
+    ``node.name=other`` on a component node swaps the component: its ``args`` are emptied, and
+    later overrides may set ``node.args.*`` without ``+``.
+    """
+    swapped: list[str] = []  # component nodes whose name an override changed
     for item in overrides:
         if "=" not in item:
             raise ConfigError(
@@ -103,17 +166,30 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         key = key.lstrip("+")
         if not key:
             raise ConfigError(f"override '{item}' has an empty key")
-        if not add and not has_key(cfg, key):
+        if not add and not has_key(cfg, key) and not any(key.startswith(f"{n}.args.") for n in swapped):
             hint = suggest_key(key, flat_keys(cfg))
             raise ConfigError(
                 f"override '{item}': key '{key}' does not exist in the config.{hint} "
                 f"Prefix it with '+' to add a new key (+{key}={raw})"
             )
+        value = _parse_value(raw)
+        if _swaps_component(cfg, key, value):
+            node = key.rsplit(".", 1)[0]
+            OmegaConf.update(cfg, f"{node}.args", {}, merge=False, force_add=True)
+            swapped.append(node)
         try:
-            OmegaConf.update(cfg, key, _parse_value(raw), merge=False, force_add=True)
+            OmegaConf.update(cfg, key, value, merge=False, force_add=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"override '{item}' cannot be applied: {one_line(exc)}") from exc
     return cfg
+
+
+def _swaps_component(cfg: DictConfig, key: str, value: Any) -> bool:
+    """Whether overriding ``key`` gives an existing component node (``{name, args}``) a new name."""
+    if not key.endswith(".name") or not has_key(cfg, key) or key.rsplit(".", 1)[0] in SHARED_ARGS:
+        return False
+    node = OmegaConf.select(cfg, key.rsplit(".", 1)[0])
+    return isinstance(node, DictConfig) and "args" in node and OmegaConf.select(cfg, key) != value
 
 
 def has_key(cfg: DictConfig, key: str) -> bool:
@@ -164,16 +240,27 @@ def load_config(
 
 def check_complete(cfg: DictConfig) -> None:
     """Every required (``???``) value is set, and every interpolation resolves."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if not missing:
+            OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_unresolved(exc)) from exc
     if missing:
         raise ConfigError(
             f"required config values are not set: {', '.join(missing)}; "
             "set them in the YAML or on the command line (key=value)"
         )
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"config cannot be resolved: {one_line(exc)}") from exc
+
+
+def _unresolved(exc: OmegaConfBaseException) -> str:
+    """What cannot be resolved, where, and how to fix it (an interpolation to a key that is gone)."""
+    where = getattr(exc, "full_key", None)
+    if isinstance(exc, InterpolationKeyError) and where:
+        return (f"config cannot be resolved: {where} refers to a key that does not exist "
+                f"({str(exc).splitlines()[0]}), e.g. because the node it pointed into "
+                f"was swapped for another component; set {where} explicitly")
+    return f"config cannot be resolved: {one_line(exc)}"
 
 
 def save_config(cfg: DictConfig, output_dir: str | Path, name: str = "config.yaml") -> Path:
