@@ -7,7 +7,7 @@ import torch
 
 from restorekit.errors import AudioError, ConfigError
 from restorekit.models import MODELS
-from restorekit.models.miipher2 import Miipher2
+from restorekit.models.miipher2 import Miipher2, _merge
 
 from test_models import EXAMPLES
 
@@ -36,22 +36,85 @@ def test_restore_gives_24k_audio_of_the_input_duration(seconds, sr):
     assert np.isfinite(out).all() and np.abs(out).max() > 0
 
 
-def test_chunked_restore_matches_whole_file_away_from_seams_without_discontinuity():
-    restorer, wave = _restorer(chunk_seconds=2.0, overlap_seconds=0.5), _speechlike(5.0)
-    chunked, _ = restorer.restore(wave, SR)
-    restorer.chunk_seconds = 60.0
+def _scale_pieces(monkeypatch, factors: dict[int, float]) -> None:
+    """Patch ``Miipher2._render`` so the piece starting at output sample k comes out x ``factors[k]``.
+
+    A random model's chunks already agree in level; scaling them is how a seam gets stressed.
+    """
+    render = Miipher2._render
+
+    def scaled(self, x, sr, out_start, out_len):
+        return render(self, x, sr, out_start, out_len) * np.float32(factors.get(out_start, 1.0))
+
+    monkeypatch.setattr(Miipher2, "_render", scaled)
+
+
+def _rms_ratio(a: np.ndarray, b: np.ndarray, start_s: float, end_s: float) -> float:
+    win = slice(int(start_s * 24000), int(end_s * 24000))
+    return float(np.sqrt(np.mean(a[win] ** 2) / np.mean(b[win] ** 2)))
+
+
+def test_chunked_restore_matches_each_chunk_to_the_level_before_it_within_x2(monkeypatch):
+    """Chunks that come out at x0.6 and x0.1 are level-matched to their predecessor, within x2.
+
+    5 s in 2 s chunks overlapping 0.5 s: chunks start at 0, 1.5, 3 and 4.5 s. The second comes
+    out at 0.6 of the whole-file level and is matched back to it; the third at 0.1, which would
+    need x10, so it is raised by the clamp's x2 only and stays at 0.2. Catches: a ``_merge`` that
+    hard-cuts chunks with no level match (0.6 and 0.1 stay), one without the clamp (0.1 is
+    raised all the way to 1), and a clamp at another factor.
+    """
+    restorer = _restorer(chunk_seconds=2.0, overlap_seconds=0.5, output_peak=None, silence_dbfs=None)
+    wave = _speechlike(5.0)
     whole, _ = restorer.restore(wave, SR)
-    seams = [int(s * 24000) for s in (1.5, 2.0, 3.0, 3.5, 4.5)]  # overlap starts and ends
-    near = np.zeros(len(whole), bool)
-    for s in seams:
-        near[max(0, s - 2400): s + 2400] = True
-    rel = np.sqrt(np.mean((chunked - whole)[~near] ** 2) / np.mean(whole[~near] ** 2))
-    assert rel < 0.05
-    for s in seams[:-1]:  # no step at a seam: sample-to-sample jumps as in the whole-file output
-        win = slice(s - 240, s + 240)
-        assert np.abs(np.diff(chunked[win])).max() < 1.2 * np.abs(np.diff(whole[win])).max()
-        before, after = chunked[s - 2400: s], chunked[s: s + 2400]
-        assert 0.8 < np.sqrt(np.mean(after**2) / np.mean(before**2)) < 1.25
+    _scale_pieces(monkeypatch, {36_000: 0.6, 72_000: 0.1, 108_000: 0.1})
+    chunked, _ = restorer.restore(wave, SR)
+    assert _rms_ratio(chunked, whole, 0.1, 1.4) == pytest.approx(1.0, abs=1e-6)  # chunk 1 sets the level
+    assert _rms_ratio(chunked, whole, 2.1, 2.9) == pytest.approx(1.0, abs=0.01)  # x0.6 matched back
+    assert _rms_ratio(chunked, whole, 3.6, 4.4) == pytest.approx(0.2, abs=0.02)  # x0.1 raised by x2 only
+    mid = slice(int(2.1 * 24000), int(2.9 * 24000))
+    rel = np.sqrt(np.mean((chunked[mid] - whole[mid]) ** 2) / np.mean(whole[mid] ** 2))
+    assert rel < 0.01  # level-matched, the chunk is the whole-file output, not just its level
+
+
+def _two_pieces(first: np.ndarray, second: np.ndarray, start: int) -> tuple[np.ndarray, int]:
+    out = np.zeros(start + len(second), np.float32)
+    written = _merge(out, first, 0, 0)
+    return out, _merge(out, second, start, written)
+
+
+@pytest.mark.parametrize(("in_overlap", "after", "expected_after"), [
+    (0.25, 0.4, 0.8),  # x2, measured over the overlap only (the level after it is the new piece's own)
+    (0.05, 0.05, 0.1),  # would need x10: clamped to x2
+    (5.0, 5.0, 2.5),  # would need x0.1: clamped to x0.5
+])
+def test_merge_matches_the_new_piece_to_the_previous_level_over_the_overlap_within_x2(
+    in_overlap, after, expected_after
+):
+    """A sine at 0.5, then the same sine (phase-continuous) at another level from 600 on (overlap 400).
+
+    Catches: no level match; a gain measured over the whole new piece instead of the overlap
+    (case 1 then misses 0.8); no clamp, a one-sided clamp, or a clamp at another factor.
+    """
+    sine = np.sin(2 * np.pi * np.arange(1600) / 100).astype(np.float32)
+    second = sine[600:] * np.where(np.arange(1000) < 400, in_overlap, after).astype(np.float32)
+    out, end = _two_pieces(0.5 * sine[:1000], second, 600)
+    assert end == 1600
+    np.testing.assert_allclose(out[:600], 0.5 * sine[:600], atol=1e-6)
+    np.testing.assert_allclose(out[1000:], expected_after * sine[1000:], rtol=1e-5, atol=1e-6)
+    if in_overlap == 0.25:  # matched exactly: the overlap is the previous piece, no dip, no bump
+        np.testing.assert_allclose(out[600:1000], 0.5 * sine[600:1000], atol=1e-6)
+
+
+def test_merge_cross_fades_with_a_raised_cosine():
+    """+1 then -1 at equal level (gain 1): over the 200-sample overlap 1 - 2 * fade = cos(pi (i + 0.5) / 200).
+
+    Catches: a hard cut, a linear fade, a fade the wrong way round, an overlap off by a sample.
+    """
+    out, end = _two_pieces(np.ones(600, np.float32), -np.ones(600, np.float32), 400)
+    assert end == 1000
+    np.testing.assert_array_equal(out[:400], 1.0)
+    np.testing.assert_allclose(out[400:600], np.cos(np.pi * (np.arange(200) + 0.5) / 200), atol=1e-6)
+    np.testing.assert_array_equal(out[600:], -1.0)
 
 
 def test_restore_is_deterministic_for_a_seed():
