@@ -6,6 +6,7 @@ EMA, checkpoints and exact resume are checked on modules small enough to run in 
 from __future__ import annotations
 
 import signal
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -132,24 +133,31 @@ def assert_same(a: dict, b: dict, atol: float = 1e-6) -> None:
         torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
 
 
-def stop_at(step: int):
+def stop_at(step: int, signum: int = signal.SIGTERM):
     def callback(trainer: BaseTrainer) -> None:
         if trainer.step == step:
-            signal.raise_signal(signal.SIGTERM)  # a real signal, handled by the trainer's handler
+            signal.raise_signal(signum)  # a real signal, handled by the trainer's handler
     return callback
 
 
-def test_sigterm_at_half_then_resume_matches_uninterrupted_run(tmp_path, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_at_half_then_resume_matches_uninterrupted_run(tmp_path, capsys, signum):
+    """SIGINT (Ctrl-C) saves and resumes exactly like SIGTERM. Mutation caught: _signal_handlers
+    installing the handler for SIGTERM only (Ctrl-C then ends the run with no checkpoint)."""
     full = TinyGanTrainer(tiny_cfg(tmp_path / "full"))
     full.fit()
 
     cut = TinyGanTrainer(tiny_cfg(tmp_path / "cut"))
-    cut.callbacks.append(stop_at(3))
-    assert cut.fit() is None  # interrupted: no export
-    assert "received SIGTERM" in capsys.readouterr().out
+    cut.callbacks.append(stop_at(3, signum))
+    previous = signal.getsignal(signum)
+    try:
+        assert cut.fit() is None  # interrupted: no export
+    except KeyboardInterrupt:
+        pytest.fail(f"{signal.Signals(signum).name} was not handled by the trainer: no checkpoint was saved")
+    assert f"received {signal.Signals(signum).name}" in capsys.readouterr().out
     assert cut.step == 3
     assert (tmp_path / "cut" / "ckpt" / "latest").resolve().name == "step_00000003"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signum) is previous  # handlers restored
 
     cfg = tiny_cfg(tmp_path / "cut")
     cfg.trainer.ckpt_dir = str(tmp_path / "cut" / "ckpt")
@@ -189,16 +197,155 @@ def test_generator_loss_alone_gives_discriminator_no_gradient(tmp_path):
     assert set(scalars) == {"loss/hinge_gan"}
 
 
+def record_update_grads(trainer: BaseTrainer) -> dict[str, list[list[torch.Tensor]]]:
+    """Per optimizer group, a copy of the gradients each ``optimizer.step()`` applied (after clipping)."""
+    seen: dict[str, list[list[torch.Tensor]]] = defaultdict(list)
+    for name, group in trainer.optim.items():
+        def keep(optimizer, args, kwargs, _name=name, _params=group.params):
+            seen[_name].append([torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in _params])
+        group.optimizer.register_step_pre_hook(keep)
+    return seen
+
+
+def grad_norm(grads: list[torch.Tensor]) -> float:
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+def one_window_grads(out: Path, losses: list, **args) -> tuple[dict, dict[str, float]]:
+    """The gradients the first update of a TinyGanTrainer applies, with ``losses`` as its loss list."""
+    cfg = tiny_cfg(out, grad_accum=1, **args)
+    cfg.losses = losses
+    tr = TinyGanTrainer(cfg)
+    grads = record_update_grads(tr)
+    return grads, tr._train_window([next(tr._batches())])
+
+
 def test_weight_zero_loss_is_logged_without_gradient(tmp_path):
-    tr = TinyGanTrainer(tiny_cfg(tmp_path, grad_accum=1))
-    scalars = tr._train_window([next(tr._batches())])
+    """Weight 0: computed and logged, but the gradients equal those of the run without the term
+    (and differ from the run where it has weight 1). Mutation caught: weighted_losses adding
+    ``(t.weight or 1.0) * value`` (a weight of 0 read as "unset")."""
+    losses = list(tiny_cfg(tmp_path).losses)
+    assert losses[-1].name == "mel_l1" and losses[-1].weight == 0
+    with_zero, scalars = one_window_grads(tmp_path / "zero", losses)
+    without, _ = one_window_grads(tmp_path / "without", losses[:-1])
+    with_one, _ = one_window_grads(tmp_path / "one", [*losses[:-1], {**losses[-1], "weight": 1.0}])
     assert scalars["loss/mel_l1"] > 0
-    mel = [t for t in tr.losses_for("") if t.name == "mel_l1"][0]
-    assert mel.weight == 0
+    for group in ("generator", "discriminator"):
+        assert all(torch.equal(a, b) for a, b in zip(with_zero[group][0], without[group][0], strict=True)), group
+    assert not all(torch.allclose(a, b) for a, b in zip(with_one["generator"][0], without["generator"][0]))
     for key in ("loss/multi_resolution_stft", "loss/hinge_gan", "loss/hinge_gan_d", "loss/feature_matching",
                 "grad/generator_norm", "grad/discriminator_norm", "lr/generator", "lr/discriminator"):
         assert np.isfinite(scalars[key]), key
     assert scalars["lr/generator"] == pytest.approx(1e-2)  # warm-up of 2: step 0 at 1/2, step 1 at 1
+
+
+def test_grad_clip_bounds_the_gradient_each_optimizer_applies(tmp_path):
+    """Each group's update uses its gradient clipped to its own ``grad_clip`` (the logged norm is the
+    norm before clipping); without grad_clip the gradient is applied as is. Mutation caught:
+    optimizer_step calling clip_grad_norm_ with max_norm=inf whatever grad_clip says."""
+    optimizers = tiny_cfg(tmp_path).trainer.args.optimizers
+    optimizers.generator.grad_clip, optimizers.discriminator.grad_clip = 1e-3, 1e-4
+    clipped, scalars = one_window_grads(tmp_path / "clipped", list(tiny_cfg(tmp_path).losses), optimizers=optimizers)
+    for group, clip in (("generator", 1e-3), ("discriminator", 1e-4)):
+        assert scalars[f"grad/{group}_norm"] > 10 * clip, scalars
+        assert grad_norm(clipped[group][0]) == pytest.approx(clip, rel=1e-4), group
+    optimizers.generator.grad_clip = None
+    free, scalars = one_window_grads(tmp_path / "free", list(tiny_cfg(tmp_path).losses), optimizers=optimizers)
+    assert grad_norm(free["generator"][0]) == pytest.approx(scalars["grad/generator_norm"], rel=1e-5)
+
+
+class TinyRegressionTrainer(BaseTrainer):
+    """A generator alone, trained with the config's losses against the clean target (no GAN, no
+    randomness in the step): with a loss that averages over items, accumulating k micro-batches
+    must give the gradient of one batch k times larger."""
+
+    required_roles = ("generator",)
+    trainable_roles = ("generator",)
+    ema_role = "generator"
+
+    def build_models(self):
+        torch.manual_seed(role_seed(self.seed, "generator"))
+        models = {"generator": nn.Conv1d(1, 1, 9, padding=4)}
+        self.seed_everything(self.seed + self.dist.rank)
+        return models
+
+    def build_dataset(self, node, where, validation=False):
+        return ListSet()
+
+    def train_step(self, batch):
+        fake = self.model("generator")(batch["degraded"].unsqueeze(1)).squeeze(1)
+        loss, scalars = self.weighted_losses(self.losses_for(""), fake, batch["clean"])
+        self.backward(loss, "generator")
+        self.optimizer_step("generator")
+        return scalars
+
+
+def regression_cfg(out: Path, batch_size: int, **args) -> OmegaConf:
+    """TinyRegressionTrainer's config: mel L1 (a mean over items), Adam, no clipping."""
+    cfg = tiny_cfg(out, optimizers={"generator": {"name": "adam", "args": {"lr": 1e-2}}}, **args)
+    cfg.data.batch_size = batch_size
+    cfg.losses = [cfg.losses[-1]]
+    cfg.losses[0].weight = 1.0
+    del cfg.models["discriminator"]
+    return cfg
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    """Two micro-batches of 2 give the gradient (and the update) of one batch of the same 4 items.
+    Mutations caught: backward without the 1/grad_accum scale (twice the gradient), and
+    optimizer_step stepping at every micro-batch instead of the last."""
+    accumulated = TinyRegressionTrainer(regression_cfg(tmp_path / "accum", 2, grad_accum=2))
+    large = TinyRegressionTrainer(regression_cfg(tmp_path / "large", 4, grad_accum=1))
+    grads = [record_update_grads(accumulated), record_update_grads(large)]
+    it = accumulated._batches()
+    micro = [next(it), next(it)]
+    batch = next(large._batches())
+    assert [n for b in micro for n in b["names"]] == batch["names"]  # the same items, in the same order
+    accumulated._train_window(micro)
+    large._train_window([batch])
+    assert len(grads[0]["generator"]) == len(grads[1]["generator"]) == 1  # one update per window
+    for a, b in zip(grads[0]["generator"][0], grads[1]["generator"][0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+    assert_same(params(accumulated), params(large))
+
+
+def test_ema_copies_the_weights_until_ema_start_then_averages(tmp_path):
+    """Before ``ema_start`` the shadow equals the weights; from that step on it is
+    decay * previous + (1 - decay) * weights. Mutations caught: EMA.update ignoring start_step
+    (averaging from step 1), and starting one step late (``step > start_step``)."""
+    tr = TinyGanTrainer(tiny_cfg(tmp_path, max_steps=5, grad_accum=1, ema_start=3, ema_decay=0.9, export=False))
+    log = []
+    tr.callbacks.append(lambda t: log.append((t.models["generator"].weight.detach().clone(),
+                                              t.ema.shadow["weight"].clone())))
+    tr.fit()
+    assert len(log) == 5
+    for weight, shadow in log[:2]:  # steps 1 and 2
+        assert torch.equal(shadow, weight)
+    previous = log[1][1]
+    for weight, shadow in log[2:]:  # steps 3 to 5
+        assert not torch.allclose(shadow, weight)
+        torch.testing.assert_close(shadow, 0.9 * previous + 0.1 * weight, rtol=1e-6, atol=1e-7)
+        previous = shadow
+
+
+class ValidationRecorder(TinyGanTrainer):
+    """Records the generator weights its validation pass ran with."""
+
+    def valid_losses(self, batch):
+        self.validated_with = self.model("generator").weight.detach().clone()
+        return {}
+
+
+def test_validation_runs_with_the_ema_weights_and_restores_the_live_ones(tmp_path):
+    """Mutation caught: validate() without ``ema.swapped_in()`` (validation scores the live weights)."""
+    cfg = tiny_cfg(tmp_path, max_steps=3, grad_accum=1, export=False, max_valid_items=1)
+    cfg.data.valid = {"name": "unused"}
+    tr = ValidationRecorder(cfg)
+    tr.fit()  # validates once, at the end
+    live = tr.models["generator"].weight.detach()
+    assert not torch.allclose(tr.ema.shadow["weight"], live)
+    assert torch.equal(tr.validated_with, tr.ema.shadow["weight"])
+    assert torch.equal(tr.models["generator"].weight.detach(), live)  # swapped back
 
 
 def test_ema_is_saved_restored_and_differs_from_the_weights(tmp_path):
