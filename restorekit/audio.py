@@ -133,9 +133,11 @@ def save(
 ) -> Path:
     """Write mono audio to WAV or FLAC (from the suffix), atomically.
 
-    The file appears whole or not at all. An existing file is kept (AudioError) unless
-    ``overwrite``. Default subtype is 16-bit PCM; samples beyond [-1, 1] are clipped by the
-    PCM encoding, so normalise first if that matters.
+    The file appears whole or not at all: it is written under a temporary name beside ``path``
+    and renamed into place, so a write that fails (disk full, no permission: an AudioError
+    saying so) or is interrupted leaves any previous file intact and no partial one. An
+    existing file is kept (AudioError) unless ``overwrite``. Default subtype is 16-bit PCM;
+    samples beyond [-1, 1] are clipped by the PCM encoding, so normalise first if that matters.
     """
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -148,16 +150,26 @@ def save(
     if wave.ndim != 1:
         raise AudioError(f"{path}: expected mono audio of shape (time,), got shape {wave.shape}")
     check_finite(wave, f"audio to be written to {path}")
+    try:
+        _write_atomically(path, wave, sr, fmt, subtype or "PCM_16")
+    except (OSError, sf.LibsndfileError) as exc:  # the file system's answer: the user's to fix
+        raise AudioError(
+            f"{path}: could not be written ({one_line(exc)}); check the free space and write permission there"
+        ) from exc
+    return path
+
+
+def _write_atomically(path: Path, wave: np.ndarray, sr: int, fmt: str, subtype: str) -> None:
+    """Write to a temporary name beside ``path``, then rename; on any failure remove the temporary."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
-        sf.write(tmp, wave, sr, format=fmt, subtype=subtype or "PCM_16")
+        sf.write(tmp, wave, sr, format=fmt, subtype=subtype)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def peak(wave: np.ndarray) -> float:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -116,6 +118,39 @@ def test_save_is_atomic_refuses_overwrite_and_round_trips(tmp_path):
         audio.save(tmp_path / "z.mp3", x, 24000)
     with pytest.raises(AudioError, match=r"NaN/Inf"):
         audio.save(tmp_path / "n.wav", np.full(10, np.nan, dtype=np.float32), 24000)
+
+
+def _failing_writer(error: BaseException):
+    """A stand-in for soundfile.write that leaves half a file at the path it is given, then raises."""
+
+    def write(file, data, samplerate, **kwargs):
+        Path(file).write_bytes(b"RIFF\x00\x00half a wave file")
+        raise error
+
+    return write
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()],
+                         ids=["disk-full", "interrupted"])
+def test_a_write_that_fails_keeps_the_previous_file_and_leaves_no_partial_one(tmp_path, monkeypatch, error):
+    """A failing (or interrupted) rewrite of y.wav leaves the old y.wav byte for byte and no temporary.
+
+    A file-system error is an AudioError naming the file and the cause; an interrupt passes
+    through. Catches: writing to the final name directly (the old file is left half-written), a
+    temporary left behind, and an OSError escaping as a bare traceback.
+    """
+    out = audio.save(tmp_path / "y.wav", tone(16000, 0.25), 16000)
+    before = out.read_bytes()
+    monkeypatch.setattr(audio.sf, "write", _failing_writer(error))
+    if isinstance(error, OSError):
+        with pytest.raises(AudioError, match=r"y\.wav: could not be written \(\[Errno 28\] No space left on device\); "
+                                             "check the free space and write permission there"):
+            audio.save(out, np.zeros(100, np.float32), 16000, overwrite=True)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            audio.save(out, np.zeros(100, np.float32), 16000, overwrite=True)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["y.wav"]
 
 
 def test_levels():
