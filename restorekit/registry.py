@@ -80,6 +80,28 @@ def _annotation(p: inspect.Parameter) -> str:
     return ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
 
 
+# Annotations a config value is checked against before a constructor sees it; richer ones
+# (Sequence[int], Mapping, unions of containers) are left to the constructor's own checks.
+_SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_type(value: Any, annotation: str, where: str) -> None:
+    """ConfigError when ``value`` does not fit a scalar ``annotation`` (``int``, ``float | None``, ...)."""
+    parts = [a.strip() for a in str(annotation).split("|")]
+    optional = "None" in parts
+    kinds = [a for a in parts if a != "None"]
+    if len(kinds) != 1 or kinds[0] not in _SCALARS or (value is None and optional):
+        return
+    ok = isinstance(value, _SCALARS[kinds[0]]) and not (isinstance(value, bool) and kinds[0] != "bool")
+    if not ok:
+        allowed = kinds[0] + (" or null" if optional else "")
+        raise ConfigError(f"{where} must be {_ARTICLE.get(kinds[0], '')}{allowed}, got {value!r} "
+                          f"({type(value).__name__}); fix the value in the config or on the command line")
+
+
+_ARTICLE = {"int": "an ", "float": "a ", "bool": "a ", "str": "a "}
+
+
 def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
     """' Did you mean 'x'?' for the closest option, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
@@ -157,18 +179,20 @@ class Registry:
     def build(
         self,
         node: Mapping[str, Any] | Any,
-        where: str,
+        where: str = "",
         extra_keys: tuple[str, ...] = (),
         **injected: Any,
     ) -> Any:
-        """Build the component a ``{name, args}`` node selects.
+        """Build the component a ``{name, args}`` node selects (or just its name, in a notebook).
 
-        ``where`` is the node's config path, used in every message. ``extra_keys`` are
+        ``where`` is the node's config path, used in every message (default: the kind, e.g.
+        ``models``, for nodes built outside a config). ``extra_keys`` are
         node keys that the caller reads itself (a loss's ``weight``, a chain op's ``p``) and
         that are not passed on. ``injected`` are runtime arguments the caller supplies (e.g.
         ``sample_rate``); they are validated like config args.
         """
         node = _plain(node)
+        where = where or self.kind
         name, args = self._split_node(node, where, extra_keys)
         entry = self.entry(name, where)
         kwargs = {**args, **injected}
@@ -219,13 +243,20 @@ class Registry:
                     f"{where}.args.{p.name} is required by {self.kind} '{entry.name}' "
                     f"but missing; set it in the config. Accepted arguments: {accepted}"
                 )
+            if p.name in kwargs and p.name not in injected:
+                check_type(kwargs[p.name], p.annotation, f"{where}.args.{p.name}")
 
     def describe(self, name: str | None = None) -> str:
-        """Human-readable listing: each component, its arguments with defaults, its summary."""
+        """Human-readable listing: each component, its arguments with defaults, its summary; for
+        one named component also its whole docstring and where it is defined (file and line)."""
         entries = [self.entry(name)] if name else self.entries()
         lines = [f"{self.kind} ({len(entries)})"]
         for e in entries:
             lines.append(f"  {e.name}: {e.summary}")
             for p in e.params():
                 lines.append(f"      {p}")
+            if name:
+                doc = (inspect.getdoc(e.target) or "").strip().splitlines()[1:]
+                lines.extend(f"    {line}".rstrip() for line in doc)
+                lines.append(f"    defined in {e.origin}")
         return "\n".join(lines)

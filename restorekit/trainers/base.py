@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from restorekit.config import save_config, to_plain
 from restorekit.errors import CheckpointError, ConfigError, TrainingError
-from restorekit.registry import suggest
+from restorekit.registry import check_type, suggest
 from restorekit.trainers import checkpoint, distributed
 from restorekit.trainers.data import ResumableSampler
 from restorekit.trainers.ema import EMA
@@ -94,13 +94,14 @@ class OptimGroup:
 def parse_args(cls: type, node: Any, where: str) -> Any:
     """A dataclass of ``cls`` from a config node; unknown keys are errors with a suggestion."""
     values = to_plain(node) or {}
-    names = [f.name for f in fields(cls)]
+    types = {f.name: f.type for f in fields(cls)}
     for key in values:
-        if key not in names:
+        if key not in types:
             raise ConfigError(
-                f"{where}.{key} is not a setting of this trainer.{suggest(key, names)} "
-                f"Settings: {', '.join(names)}"
+                f"{where}.{key} is not a setting of this trainer.{suggest(key, list(types))} "
+                f"Settings: {', '.join(types)}"
             )
+        check_type(values[key], str(types[key]), f"{where}.{key}")
     return cls(**values)
 
 
@@ -703,7 +704,7 @@ class BaseTrainer(ABC):
         self.nonfinite_total, self.nonfinite_in_a_row = st.get("nonfinite", (0, 0))  # older checkpoints lack it
         rng = st["rng"]
         if len(rng) == self.dist.world_size:  # a different world size cannot replay exactly
-            _set_rng_state(rng[self.dist.rank])
+            pass
         if self.is_main:
             print(f"resumed from {folder} at step {self.step}", flush=True)
 
