@@ -1,12 +1,15 @@
 """The Miipher-2 stage trainers with the real (tiny, random-init) models and the demo corpus."""
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from restorekit.errors import CheckpointError, ConfigError
+from restorekit.models.export import load_export
 from restorekit.trainers import TRAINERS
 
 TINY_WAVLM = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "conv_dim": [16] * 7,
@@ -111,25 +114,119 @@ def test_stage2_overfits_one_utterance(tmp_path):
     assert np.mean(log.values[-5:]) < 0.5 * np.mean(log.values[:3]), log.values
 
 
-def test_stages_chain_through_exports(tmp_path):
-    load_export = pytest.importorskip("restorekit.models.export").load_export
-    s1 = TRAINERS.get("miipher2_feature_cleaner").from_config(stage1_cfg(tmp_path, max_steps=2))
-    export1 = s1.fit()
+@pytest.fixture(scope="module")
+def first_stages(tmp_path_factory):
+    """Stage 1 and stage 2 trained two steps each (fp32): the trainers, whose exports stage 3 starts from."""
+    root = tmp_path_factory.mktemp("stages")
+    s1 = TRAINERS.get("miipher2_feature_cleaner").from_config(stage1_cfg(root, max_steps=2))
+    s1.fit()
+    s2 = TRAINERS.get("miipher2_vocoder_pretrain").from_config(vocoder_cfg(root, max_steps=2))
+    s2.fit()
+    return s1, s2
+
+
+def stage3_cfg(tmp_path, first_stages, **args):
+    exports = [str(s.output_dir / "export") for s in first_stages]
+    init = {"feature_cleaner": exports[0], "vocoder": exports[1], "mpd": exports[1]}
+    return vocoder_cfg(tmp_path, "miipher2_vocoder_finetune", init_from=init, **args)
+
+
+def test_stages_chain_through_exports(tmp_path, first_stages):
+    """Stage 3 starts from the stage-2 export (EMA weights), keeps the stage-1 cleaner frozen and
+    exports that cleaner unchanged. Mutation caught: BaseTrainer.build_models ignoring
+    init_from.feature_cleaner (stage 3 then trains a fresh cleaner built from models.feature_cleaner)."""
+    s1, s2 = first_stages
+    export1 = s1.output_dir / "export"
     assert (export1 / "config.yaml").is_file()
-    s2 = TRAINERS.get("miipher2_vocoder_pretrain").from_config(vocoder_cfg(tmp_path, max_steps=2))
-    export2 = s2.fit()
-    cfg3 = vocoder_cfg(tmp_path, "miipher2_vocoder_finetune", max_steps=2,
-                       init_from={"feature_cleaner": str(export1), "vocoder": str(export2), "mpd": str(export2)})
-    s3 = TRAINERS.get("miipher2_vocoder_finetune").from_config(cfg3)
-    adapters = {n: p.detach().clone() for n, p in s3.models["feature_cleaner"].named_parameters()}
+    s3 = TRAINERS.get("miipher2_vocoder_finetune").from_config(stage3_cfg(tmp_path, first_stages, max_steps=2))
     with s2.ema.swapped_in():  # stage 3 starts from the stage-2 export, which holds the EMA weights
         for n, p in s2.models["vocoder"].named_parameters():
             torch.testing.assert_close(s3.models["vocoder"].state_dict()[n], p.detach())
     export3 = s3.fit()
-    after = dict(s3.models["feature_cleaner"].named_parameters())
-    assert all(torch.equal(adapters[n], after[n]) for n in adapters)  # the stage-1 cleaner stays frozen
+    cleaner1 = load_export(str(export1))["feature_cleaner"].state_dict()
     restored = load_export(str(export3))
     assert {"feature_cleaner", "vocoder"} <= set(restored)
+    cleaner3 = restored["feature_cleaner"].state_dict()
+    assert cleaner3.keys() == cleaner1.keys()
+    for name, tensor in cleaner1.items():
+        assert torch.equal(cleaner3[name], tensor), f"{name}: the stage-3 export's cleaner is not stage 1's"
+
+
+def lower_precision_outputs(trainer, roles) -> dict[str, set[torch.dtype]]:
+    """Per role, the dtypes its Linear/Conv layers output in the next steps (forward hooks)."""
+    seen: dict[str, set[torch.dtype]] = {r: set() for r in roles}
+    for role in roles:
+        for m in trainer.models[role].modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+                m.register_forward_hook(lambda mod, i, out, role=role: seen[role].add(out.dtype))
+    return seen
+
+
+def bf16_step(trainer, roles) -> None:
+    """One bf16 training step: finite losses, every optimizer updates, ``roles`` ran in bf16."""
+    assert trainer.precision == "bf16"
+    dtypes = lower_precision_outputs(trainer, roles)
+    before = {k: v.clone() for k, v in trainer.model_state().items()}
+    scalars = trainer._train_window([next(trainer._batches())])
+    losses = {k: v for k, v in scalars.items() if k.startswith("loss/")}
+    assert losses and all(np.isfinite(v) for v in losses.values()), scalars
+    assert scalars["grad/nonfinite_skips"] == 0
+    changed = {k.split(".")[0] for k, v in trainer.model_state().items() if not torch.equal(before[k], v)}
+    assert changed == set(trainer.trainable_roles), changed
+    for role, seen in dtypes.items():
+        assert torch.bfloat16 in seen, f"{role} ran in {seen} under exp.precision=bf16"
+
+
+def test_bf16_autocast_on_cpu_runs_a_step_of_every_stage(tmp_path, first_stages):
+    """exp.precision=bf16 on a CPU: each Miipher-2 stage takes a finite step that updates every
+    trainable role, with the cleaner / vocoder and discriminators in bf16. Mutation caught:
+    BaseTrainer.autocast returning a null context for bf16 (everything silently in fp32)."""
+    stages = {"stage1": (stage1_cfg(tmp_path), ["feature_cleaner"]),
+              "stage2": (vocoder_cfg(tmp_path), ["vocoder", "mpd"]),
+              "stage3": (stage3_cfg(tmp_path, first_stages), ["vocoder", "mpd"])}
+    for name, (cfg, roles) in stages.items():
+        cfg.exp.precision = "bf16"
+        bf16_step(TRAINERS.get(cfg.trainer.name).from_config(cfg), roles)
+
+
+class StopAt:
+    """A trainer callback that raises a real SIGTERM after step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, trainer) -> None:
+        if trainer.step == self.step:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_stage2_resumes_exactly_where_it_stopped(tmp_path):
+    """A stage-2 run stopped by SIGTERM after step 2 and resumed ends at step 4 with the weights
+    and EMA of the uninterrupted run, bit for bit: data position, random crops, GAN optimizers and
+    RNG all restored. Mutation caught: load_checkpoint not restoring the RNG states (the resumed
+    run draws other crops and start noise)."""
+    def cfg(out):
+        c = vocoder_cfg(out, max_steps=4, ema_decay=0.9, export=False, vocoder_segment_seconds=0.1)
+        c.data.valid = None
+        return c
+
+    full = TRAINERS.get("miipher2_vocoder_pretrain").from_config(cfg(tmp_path / "full"))
+    full.fit()
+    cut = TRAINERS.get("miipher2_vocoder_pretrain").from_config(cfg(tmp_path / "cut"))
+    cut.callbacks.append(StopAt(2))
+    assert cut.fit() is None and cut.step == 2
+    again = cfg(tmp_path / "cut")
+    again.trainer.ckpt_dir = str(tmp_path / "cut" / "miipher2_vocoder_pretrain" / "ckpt")
+    resumed = TRAINERS.get("miipher2_vocoder_pretrain").from_config(again)
+    assert resumed.step == 2
+    resumed.fit()
+    assert resumed.step == 4
+    for state in ("model_state", "ema"):
+        a = full.model_state() if state == "model_state" else full.ema.state_dict()
+        b = resumed.model_state() if state == "model_state" else resumed.ema.state_dict()
+        assert a.keys() == b.keys() and a
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{state} {k} differs after resume"
 
 
 def test_missing_role_fails_before_training(tmp_path):
