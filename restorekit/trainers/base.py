@@ -704,7 +704,7 @@ class BaseTrainer(ABC):
         self.nonfinite_total, self.nonfinite_in_a_row = st.get("nonfinite", (0, 0))  # older checkpoints lack it
         rng = st["rng"]
         if len(rng) == self.dist.world_size:  # a different world size cannot replay exactly
-            pass
+            _set_rng_state(rng[self.dist.rank])
         if self.is_main:
             print(f"resumed from {folder} at step {self.step}", flush=True)
 
