@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from restorekit import cli
+from restorekit.errors import DataError
 from tests_helpers import REPO, run_py
 
 
@@ -29,6 +30,19 @@ def test_user_errors_print_one_line_and_exit_2(capsys):
     assert err == "error: unknown kind 'modles'. Did you mean 'models'? Kinds: " + ", ".join(cli.KINDS) + "\n"
     assert cli.main(["trian"]) == 2
     assert "unknown command 'trian'. Did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_a_multi_line_user_error_prints_on_one_line(capsys, monkeypatch):
+    """A user error whose message spans lines (e.g. quoting a library's report) prints as one line, status 2.
+
+    Catches: printing ``str(exc)`` instead of ``one_line(exc)``.
+    """
+    def fails(args):
+        raise DataError("input list x.txt:\n  line 3 names no file\n\tfix it")
+
+    monkeypatch.setitem(cli.COMMANDS, "infer", fails)
+    assert cli.main(["infer"]) == 2
+    assert capsys.readouterr().err == "error: input list x.txt: line 3 names no file fix it\n"
 
 
 def test_train_without_config_is_a_user_error(capsys):
