@@ -244,19 +244,29 @@ class Runner:
 
     def _run_batch(self, batch: list[tuple[Job, np.ndarray, int]]) -> None:
         start = time.perf_counter()
+        outputs, failure = self._try_enhance(batch)
+        if failure is None:
+            per_file = (time.perf_counter() - start) / len(batch)
+            for (job, _, _), (out, out_sr) in zip(batch, outputs):
+                self._write(job, out, out_sr, per_file)
+        elif len(batch) > 1:  # one bad file must not sink its batch: each goes again alone
+            for item in batch:
+                self._run_batch([item])
+        else:
+            self._fail(batch[0][0], failure)
+
+    def _try_enhance(self, batch: list[tuple[Job, np.ndarray, int]]) -> tuple[list | None, Exception | None]:
+        # The failure is returned, not handled here: retrying inside this `except` would chain
+        # every later file's traceback to this batch's error.
         try:
-            outputs = self._enhance(batch)
-        except Exception as exc:  # one bad file must not sink its batch or the run
-            if len(batch) > 1:
-                for item in batch:
-                    self._run_batch([item])
-                return
-            if not isinstance(exc, RestorekitError):  # a bug: keep its traceback visible
-                traceback.print_exc(file=sys.stderr)
-            return self._record(batch[0][0], "failed", f"{type(exc).__name__}: {one_line(exc)}")
-        per_file = (time.perf_counter() - start) / len(batch)
-        for (job, _, _), (out, out_sr) in zip(batch, outputs):
-            self._write(job, out, out_sr, per_file)
+            return self._enhance(batch), None
+        except Exception as exc:  # one bad file must not end the run
+            return None, exc
+
+    def _fail(self, job: Job, exc: Exception) -> None:
+        if not isinstance(exc, RestorekitError):  # a bug: keep its traceback visible
+            traceback.print_exception(exc, file=sys.stderr)
+        self._record(job, "failed", f"{type(exc).__name__}: {one_line(exc)}")
 
     def _enhance(self, batch: list[tuple[Job, np.ndarray, int]]) -> list[tuple[np.ndarray, int]]:
         from restorekit.enhancers.chunking import enhance_in_chunks
