@@ -258,5 +258,27 @@ class Registry:
             if name:
                 doc = (inspect.getdoc(e.target) or "").strip().splitlines()[1:]
                 lines.extend(f"    {line}".rstrip() for line in doc)
+                lines.extend(_settings(e.target))
                 lines.append(f"    defined in {e.origin}")
         return "\n".join(lines)
+
+
+def _settings(target: Any) -> list[str]:
+    """A component's settings dataclass (a trainer's ``Args``: the keys of ``trainer.args``), with
+    defaults and each field's ``help`` metadata, as ``list trainers NAME`` prints them."""
+    import dataclasses
+
+    args = getattr(target, "Args", None)
+    if not (isinstance(args, type) and dataclasses.is_dataclass(args)):
+        return []
+    lines = ["    settings (trainer.args):"]
+    for f in dataclasses.fields(args):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        help_text = f.metadata.get("help", "")
+        lines.append(f"      {f.name}: {f.type} = {default}" + (f"  # {help_text}" if help_text else ""))
+    return lines
