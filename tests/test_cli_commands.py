@@ -76,3 +76,16 @@ def test_user_mistakes_on_the_command_line_are_one_line_and_exit_2(override, mes
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
     assert re.search(message, lines[0]), lines[0]
     assert not (REPO / "outputs" / "never_written").exists()
+
+
+def test_list_of_a_trainer_prints_every_setting_with_its_default(capsys):
+    from dataclasses import fields
+
+    from restorekit.trainers.vocoder import VocoderArgs
+
+    assert main(["list", "trainers", "miipher2_vocoder_pretrain"]) == 0
+    out = capsys.readouterr().out
+    assert "settings (trainer.args):" in out
+    for f in fields(VocoderArgs):
+        assert f"      {f.name}: {f.type} = " in out, f.name
+    assert "      target_peak: float | None = 0.9" in out and "      max_steps: int = 1000" in out
