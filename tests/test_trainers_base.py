@@ -281,11 +281,11 @@ class TinyRegressionTrainer(BaseTrainer):
 
 
 def regression_cfg(out: Path, batch_size: int, **args) -> OmegaConf:
-    """TinyRegressionTrainer's config: mel L1 (a mean over items), Adam, no clipping."""
+    """TinyRegressionTrainer's config: the multi-resolution STFT loss (per-item spectral convergence
+    and log-magnitude L1, both means over items), Adam, no clipping."""
     cfg = tiny_cfg(out, optimizers={"generator": {"name": "adam", "args": {"lr": 1e-2}}}, **args)
     cfg.data.batch_size = batch_size
-    cfg.losses = [cfg.losses[-1]]
-    cfg.losses[0].weight = 1.0
+    cfg.losses = [cfg.losses[0]]
     del cfg.models["discriminator"]
     return cfg
 
