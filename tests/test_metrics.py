@@ -132,15 +132,51 @@ def test_si_sdr_matches_its_definition_on_a_known_mixture(built):
     assert built("si_sdr")(est, SR, ref.astype(np.float32))["si_sdr"] == pytest.approx(10.0, abs=1e-3)
 
 
-def test_lsd_equals_a_direct_librosa_computation(built):
-    import librosa
+def white(seconds: float = 4.0, seed: int = 0) -> np.ndarray:
+    """White noise at 0.1 RMS: every STFT bin and mel band far above the metrics' log floors."""
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(SR * seconds))).astype(np.float32)
 
-    clean = voiced()
-    deg = noisy(clean)
-    spec = [np.abs(librosa.stft(x.astype(np.float64), n_fft=2048, hop_length=512)) ** 2 for x in (clean, deg)]
-    log_c, log_d = (10 * np.log10(s + 1e-10) for s in spec)
-    expected = np.mean(np.sqrt(np.mean((log_c - log_d) ** 2, axis=0)))
-    assert built("lsd")(deg, SR, clean)["lsd"] == pytest.approx(expected, rel=1e-9)
+
+def low_band_doubled(wave: np.ndarray, cutoff_hz: float = 4000.0) -> np.ndarray:
+    """``wave`` with every FFT component below ``cutoff_hz`` at twice its amplitude."""
+    spectrum = np.fft.rfft(wave.astype(np.float64))
+    spectrum[np.fft.rfftfreq(len(wave), 1 / SR) < cutoff_hz] *= 2
+    return np.fft.irfft(spectrum, len(wave)).astype(np.float32)
+
+
+def test_lsd_of_an_estimate_at_twice_the_amplitude_is_20_log10_2_db(built):
+    """Power x4 in every bin of every frame: 10 log10(4) = 6.0206 dB whatever the averaging.
+
+    Catches: 20 log10 of power (12.04 dB), a log spectrum of magnitudes scaled as power, a
+    missing square root.
+    """
+    ref = white()
+    assert built("lsd")(2 * ref, SR, ref)["lsd"] == pytest.approx(20 * np.log10(2), rel=1e-6)
+
+
+def test_lsd_is_the_rms_over_bins_then_the_mean_over_frames(built):
+    """The band below 4 kHz doubled (512 of 1025 bins at +6.02 dB, the rest at 0) in every frame:
+    RMS over bins gives 6.02 * sqrt(512 / 1025) = 4.26 dB per frame, and so on average.
+
+    Catches: the mean of |difference| over bins (3.01), averaging over frames first and then
+    over bins (3.01 too: each bin is 6.02 or 0 in every frame).
+    """
+    ref = white()
+    expected = 20 * np.log10(2) * np.sqrt(512 / 1025)
+    assert built("lsd")(low_band_doubled(ref), SR, ref)["lsd"] == pytest.approx(expected, abs=0.03)
+
+
+def test_mel_distance_of_an_estimate_at_twice_the_amplitude_is_log10_4(built):
+    """Mel power x4 in every band and frame: |log10(4 p) - log10(p)| = 0.60206; doubled over the
+    first half only: half of that, as the mean of |difference| over bands and frames.
+
+    Catches: a natural log (1.386), mel magnitudes instead of power (0.301), squared
+    differences (0.362), a log floor that reaches the signal.
+    """
+    ref, metric = white(), built("mel_distance")
+    assert metric(2 * ref, SR, ref)["mel_distance"] == pytest.approx(np.log10(4), rel=1e-5)
+    first_half = np.where(np.arange(len(ref)) < len(ref) // 2, 2.0, 1.0).astype(np.float32)
+    assert metric(first_half * ref, SR, ref)["mel_distance"] == pytest.approx(np.log10(4) / 2, abs=0.005)
 
 
 @pytest.mark.real_data
@@ -176,6 +212,70 @@ def test_intrusive_metrics_refuse_missing_or_misaligned_references(built):
         built("stoi")(clean, SR)
     with pytest.raises(MetricFailure, match="differ in length by more than 50 ms"):
         built("si_sdr")(clean, SR, clean[: SR // 2])
+
+
+@pytest.mark.parametrize(("extra_ms", "scored"), [(40, True), (50, True), (60, False)])
+def test_pairs_within_50_ms_are_trimmed_to_the_common_part_and_longer_gaps_fail(built, extra_ms, scored):
+    """An estimate ``extra_ms`` longer than its reference (the reference plus quiet noise at the end).
+
+    Up to 50 ms the pair is scored on the common part, exactly as the trimmed pair; beyond, it
+    is a failure saying so. Catches: no trimming (the lengths clash), a strict bound at 50 ms,
+    another tolerance.
+    """
+    ref = voiced()
+    tail = 0.01 * white(extra_ms / 1000)
+    est = np.concatenate([noisy(ref, 10), tail])
+    metric = built("si_sdr")
+    if scored:
+        assert metric(est, SR, ref) == metric(est[: len(ref)], SR, ref)
+    else:
+        why = (r"estimate \(1\.560 s\) and reference \(1\.500 s\) differ in length by more than 50 ms; "
+               r"intrusive metrics need aligned pairs")
+        with pytest.raises(MetricFailure, match=why):
+            metric(est, SR, ref)
+
+
+def test_a_nan_value_from_a_metric_is_a_failure_not_a_score(built, monkeypatch):
+    """A metric whose computation gives NaN (or Inf) raises a MetricFailure naming the key.
+
+    Catches: ``check_values`` letting non-finite values through (a NaN would enter the means).
+    """
+    from restorekit.metrics.intrusive import SiSdr
+
+    clean = voiced()
+    for bad in (float("nan"), float("inf")):
+        monkeypatch.setattr(SiSdr, "score", lambda self, est, ref, sr, bad=bad: {"si_sdr": bad})
+        with pytest.raises(MetricFailure, match="^SiSdr gave a non-finite value for si_sdr$"):
+            built("si_sdr")(clean, SR, clean)
+
+
+def test_plcmos_records_a_clipped_estimate_instead_of_scoring_it(built):
+    """Samples beyond full scale are a failure that says so.
+
+    Catches: dropping the range check (speechmos then raises a bare ValueError, recorded as an
+    "unexpected" crash with no hint of clipping).
+    """
+    why = r"PLCMOS expects samples in \[-1, 1\]; this estimate peaks at 1\.500 \(clipped output\)"
+    with pytest.raises(MetricFailure, match=why):
+        built("plcmos")(1.5 * voiced() / np.abs(voiced()).max(), SR)
+
+
+def test_speaker_similarity_without_speech_is_a_recorded_failure(built):
+    """Quiet room noise has no speech after resemblyzer's VAD; digital silence has no voice at all.
+
+    Both raise a MetricFailure saying which signal, and silence does so before resemblyzer
+    divides by its zero level (no RuntimeWarning). Catches: embedding what the VAD left of
+    noise (a similarity of noise), and handing silence to resemblyzer.
+    """
+    import warnings
+
+    metric, ref = built("speaker_similarity"), voiced(seconds=2.0)
+    with pytest.raises(MetricFailure, match="^the estimate has no speech left after voice-activity trimming"):
+        metric(0.001 * white(2.0) / 0.1, SR, ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MetricFailure, match="^the reference is silent; there is no voice to embed$"):
+            metric(ref, SR, np.zeros_like(ref))
 
 
 def test_dnsmos_records_a_clipped_estimate_instead_of_scoring_it(built):

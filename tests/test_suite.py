@@ -93,10 +93,43 @@ def test_statistics_use_the_t_distribution_95_percent_interval():
     assert describe([1.0], 0)["ci95"] is None and describe([], 3)["mean"] is None
 
 
-def test_wer_gets_the_transcript_of_its_job(files):
-    job = Job("deg", "f3", str(files["d3"]), None, transcript=None)
-    result = MetricSuite([{"name": "wer"}], workers=1).run([job])[0]
-    assert result.failures == {"wer": "no reference transcript for this file; list it in the transcripts file"}
+def test_wer_gets_the_transcript_of_its_job(files, monkeypatch):
+    """Three files through the suite, the recogniser hearing "Hello, world!" in each: against their
+    own transcripts they score 0 ("hello world") and 1/3 ("hello big world": one deletion); the
+    file without one fails.
+
+    Catches: the suite not passing a job's transcript to the metric, passing one job's
+    transcript to another, and the metric keeping the first transcript it saw.
+    """
+    from restorekit.metrics.asr import PocketsphinxAsr
+
+    monkeypatch.setattr(PocketsphinxAsr, "__call__", lambda self, wave: "Hello, world!")
+    jobs = [Job("deg", "f0", str(files["d0"]), None, transcript="Hello world."),
+            Job("deg", "f1", str(files["d1"]), None, transcript="hello big world"),
+            Job("deg", "f2", str(files["d2"]), None, transcript=None)]
+    results = MetricSuite([{"name": "wer"}], workers=1).run(jobs)
+    assert [r.values for r in results] == [{"wer": 0.0}, {"wer": pytest.approx(1 / 3)}, {}]
+    no_text = "no reference transcript for this file; list it in the transcripts file"
+    assert results[2].failures == {"wer": no_text}
+
+
+def test_a_metric_giving_nan_is_recorded_as_a_failure_and_left_out_of_the_statistics(
+    files, monkeypatch
+):
+    """STOI returning NaN on every file: four recorded failures, no STOI values, n = 0; the other
+    metrics are scored as usual.
+
+    Catches: a NaN let through into the values (and the means, which would become NaN).
+    """
+    from restorekit.metrics.intrusive import Stoi
+
+    monkeypatch.setattr(Stoi, "score", lambda self, est, ref, sr: {"stoi": float("nan")})
+    suite = MetricSuite(NODES, workers=1)
+    results = suite.run(jobs(files))
+    assert all(r.failures == {"stoi": "Stoi gave a non-finite value for stoi"} for r in results)
+    assert all(set(r.values) == {"pesq_wb", "si_sdr"} for r in results)
+    stoi = summarize(results, suite.keys(), key_labels(suite.nodes))["systems"]["deg"]["metrics"]["stoi"]
+    assert (stoi["n"], stoi["failed"], stoi["mean"]) == (0, 4, None)
 
 
 def test_suite_config_errors_name_the_problem():

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from restorekit.metrics import METRICS
-from restorekit.metrics.base import Metric, MetricFailure
+from restorekit.metrics.base import Metric, MetricFailure, is_silent
 
 
 def _import_resemblyzer():
@@ -50,6 +50,8 @@ class SpeakerSimilarity(Metric):
 
     def embed(self, wave: np.ndarray, what: str) -> np.ndarray:
         """The d-vector (256,) of one 16 kHz utterance, after resemblyzer's VAD trimming."""
+        if is_silent(wave):  # resemblyzer's volume normalisation would turn silence into NaN
+            raise MetricFailure(f"the {what} is silent; there is no voice to embed")
         trimmed = self._preprocess(wave)
         if len(trimmed) < 1600:  # the VAD removed (almost) everything: nothing to embed
             raise MetricFailure(f"the {what} has no speech left after voice-activity trimming")
