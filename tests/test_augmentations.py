@@ -159,6 +159,33 @@ def test_unreadable_noise_files_are_skipped_counted_and_fatal_when_none_left(tmp
         only_bad(speechlike(), SR, np.random.default_rng(0))
 
 
+def test_cache_mb_bounds_the_decoded_file_cache(tmp_path: Path) -> None:
+    """Three noise files of 44.8 kB each at 16 kHz: with cache_mb = 0.1 (104.9 kB) at most two stay
+    decoded and evicted ones are read again; with the default every file is read once. Mutation
+    caught: AudioPool._get never evicting (the cache grows past cache_mb)."""
+    root = write_noise_dir(tmp_path / "n", n=3)
+    reads = []
+
+    def pool_of(cache_mb: float):
+        aug = AUGMENTATIONS.build({"name": "noise", "args": {"dirs": [str(root)], "cache_mb": cache_mb}}, where="t")
+        reader = aug.pool.reader
+        aug.pool.reader = lambda path, sr: reads.append(path.name) or reader(path, sr)
+        return aug
+
+    small = pool_of(0.1)
+    for seed in range(30):
+        small(speechlike(), SR, np.random.default_rng(seed))
+        cached = list(small.pool.cache.values())
+        assert small.pool.cache_bytes == sum(w.nbytes for w in cached) <= small.pool.max_bytes == 104857
+        assert len(cached) <= 2 and all(w.nbytes == 11199 * 4 for w in cached)  # 0.7 s at 16 kHz
+    assert set(reads) == {"noise_0.wav", "noise_1.wav", "noise_2.wav"} and len(reads) > 3  # evicted, re-read
+    reads.clear()
+    large = pool_of(1024)
+    for seed in range(30):
+        large(speechlike(), SR, np.random.default_rng(seed))
+    assert sorted(reads) == ["noise_0.wav", "noise_1.wav", "noise_2.wav"] and len(large.pool.cache) == 3
+
+
 def test_bitcrush_gives_at_most_two_to_the_bits_levels() -> None:
     x = np.linspace(-1, 1, 20001, dtype=np.float32)
     for bits in (1, 3, 8):
@@ -208,14 +235,63 @@ def test_chain_is_deterministic_per_seed_epoch_index_and_reports_what_it_applied
     assert names == {"gain", "colored_noise", "bitcrush", "clipping"}
 
 
+# Ops whose output is a function of the input and the parameters they record, so a chain's
+# output can be rebuilt from its params["applied"] alone.
+REPLAYABLE = [
+    {"name": "gain", "p": 0.6, "args": {"gain_db": [-6, 0]}},
+    {"name": "bandlimit", "p": 0.6, "args": {"cutoff_hz": [3000, 6000]}},
+    {"name": "clipping", "p": 0.6, "args": {"level_db": [-12, -3]}},
+    {"name": "bitcrush", "p": 0.6, "args": {"bits": [4, 8]}},
+]
+
+
+def fixed_op(applied: dict):
+    """The op of one ``params["applied"]`` entry, every drawn parameter fixed to its recorded value."""
+    args = {
+        "gain": lambda a: {"gain_db": a["gain_db"]},
+        "bandlimit": lambda a: {"cutoff_hz": a["cutoff_hz"], "modes": [a["mode"]]},
+        "clipping": lambda a: {"level_db": a["level_db"], "modes": [a["mode"]]},
+        "bitcrush": lambda a: {"bits": a["bits"]},
+    }[applied["name"]](applied)
+    return AUGMENTATIONS.build({"name": applied["name"], "args": args}, where="replay")
+
+
 def test_chain_params_match_replaying_the_ops_alone() -> None:
-    chain = AUGMENTATIONS.build(chain_node(), where="t")
-    y, params = chain(speechlike(), SR, sample_rng(0, 0, 3))
-    for d in params["applied"]:
-        if d["name"] == "bitcrush":  # bitcrush was applied last or before clipping: levels bound holds
-            assert 6 <= d["bits"] <= 10
-        if d["name"] == "colored_noise":
-            assert 10 <= d["snr_db"] <= 20 and d["color"] in ("white", "pink", "brown")
+    """Re-applying the recorded ops, in the recorded order, with the recorded parameters, gives the
+    chain's output exactly. Mutations caught: the chain recording ops in reverse order
+    (``applied.insert(0, ...)``), and running each op on the chain's input instead of the running output."""
+    chain = AUGMENTATIONS.build({"name": "chain", "args": {"ops": REPLAYABLE, "shuffle": True}}, where="t")
+    x = speechlike()
+    orders = set()
+    for index in range(12):
+        y, params = chain(x, SR, sample_rng(0, 0, index))
+        replayed = x
+        for applied in params["applied"]:
+            replayed, again = fixed_op(applied)(replayed, SR, np.random.default_rng(12345))
+            assert {"name": applied["name"], **again} == applied
+        np.testing.assert_array_equal(y, replayed)
+        orders.add(tuple(a["name"] for a in params["applied"]))
+    assert max(len(o) for o in orders) >= 3 and len(orders) >= 6, orders  # orders and subsets vary
+
+
+class NonFinite:
+    """A stand-in op that returns ``value`` in every sample (an op with a bug)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self, wave, sr, rng):
+        return np.full_like(wave, self.value), {}
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_an_op_that_outputs_nan_or_inf_raises_naming_it(value: float) -> None:
+    """Mutation caught: run_op without its finiteness check (NaN/Inf would flow into training)."""
+    node = {"name": "chain", "args": {"ops": [{"name": "gain"}, {"name": "bitcrush"}], "path": "data.deg"}}
+    chain = AUGMENTATIONS.build(node, where="data.deg")
+    chain.ops[1].aug = NonFinite(value)
+    with pytest.raises(RuntimeError, match=r"data.deg.args.ops\[1\] \(bitcrush\) produced NaN/Inf samples at 16000 Hz"):
+        chain(speechlike(), SR, sample_rng(0, 0, 0))
 
 
 def test_chain_max_ops_p_clean_and_shuffle() -> None:
@@ -286,6 +362,32 @@ def test_reverb_output_is_not_delayed_and_keeps_the_level(data_dirs) -> None:
     assert int(np.argmax(np.abs(y_imp))) == 4000 and np.abs(y_imp[:3960]).max() < 1e-6  # FFT round-off only
 
 
+def write_rir(path: Path, peaks: dict[int, float], sr: int = 32000) -> Path:
+    """A sparse RIR at ``sr``: ``{sample: amplitude}`` plus a faint decaying tail."""
+    rir = np.zeros(int(0.1 * sr))
+    tail = 1e-3 * np.random.default_rng(5).standard_normal(len(rir)) * np.exp(-np.arange(len(rir)) / (0.02 * sr))
+    rir[min(peaks):] += tail[: len(rir) - min(peaks)]
+    for at, amplitude in peaks.items():
+        rir[at] = amplitude
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, rir, sr)
+    return path
+
+
+def test_reverb_aligns_on_the_first_peak_within_6_db_not_the_largest(tmp_path: Path) -> None:
+    """A reflection 5 ms after the direct path is louder than it (1.0 vs 0.6), and a blip 10.5 dB below
+    the largest comes 1.25 ms before it: the output puts the direct path, not the reflection nor the
+    blip, on the input's sample. Mutations caught: direct_path = the largest sample, and a 12 dB
+    threshold instead of 6 dB (it picks the blip)."""
+    write_rir(tmp_path / "rirs" / "floor.wav", {260: 0.3, 300: 0.6, 460: 1.0})  # at 32 kHz
+    aug = AUGMENTATIONS.build({"name": "reverb", "args": {"dirs": [str(tmp_path / "rirs")]}}, where="t")
+    y, _ = aug(impulse(SR, 4000), SR, np.random.default_rng(0))
+    direct, reflection, blip = y[4000], y[4000 + 80], y[4000 - 20]  # the same peaks at 16 kHz
+    assert direct > 0 and reflection / direct == pytest.approx(1.0 / 0.6, rel=0.05)
+    assert blip / direct == pytest.approx(0.3 / 0.6, rel=0.05)
+    assert np.abs(y[:3960]).max() < 1e-3 * direct  # nothing earlier than the 2 ms kept before the direct path
+
+
 def test_room_reverb_draws_from_a_cached_pool_of_simulated_rooms() -> None:
     aug = AUGMENTATIONS.build({"name": "room_reverb", "args": {"rt60": [0.2, 0.4], "pool_size": 3}}, where="t")
     x = impulse(SR, 4000)
@@ -334,6 +436,27 @@ def test_codec_output_is_aligned_same_length_and_close_to_the_input(codec: str, 
     spectrum = np.abs(np.fft.rfft(y)) ** 2
     high = spectrum[int(4200 / sr * len(x)) :].sum() / spectrum.sum()
     assert (high < 1e-3) if telephone else True
+
+
+# Minimum SNR (dB) against the input, sample by sample, of each wide-band codec at a mid setting
+# (64 kbps MP3, Vorbis quality 0.5, 24 kbps Opus). Measured on speechlike(): MP3 25.7 / 25.8 dB
+# (16 / 24 kHz), Vorbis 26.0 / 26.0, Opus 24.8 / 21.0; the same outputs one sample late reach at
+# most 20.0 dB, and at 0.9x the level at most 19.2. (A-law / mu-law keep only 300-3400 Hz, 1.2 dB
+# SNR against this full-band signal, and GSM only 0-4 kHz; the band test above covers them.)
+MIN_SNR_DB = {"mp3": 23.0, "vorbis": 23.0, "opus": 19.0}
+MID_SETTINGS = {"mp3_kbps": [64, 64], "vorbis_quality": [0.5, 0.5], "opus_kbps": [24, 24]}
+
+
+@pytest.mark.parametrize("sr", [16000, 24000])
+@pytest.mark.parametrize("codec", sorted(MIN_SNR_DB))
+def test_wideband_codecs_stay_above_a_minimum_snr(codec: str, sr: int) -> None:
+    """Alignment to the sample and the level, not just the cross-correlation peak. Mutations caught:
+    Codec.apply shifting the output one sample too far (lag + 1), and scaling it by 0.9."""
+    aug = AUGMENTATIONS.build({"name": "codec", "args": {"codecs": [codec], **MID_SETTINGS}}, where="t")
+    x = speechlike(sr, 1.0)
+    y, _ = aug(x, sr, np.random.default_rng(0))
+    error = np.sum((y - x).astype(np.float64) ** 2)
+    assert 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / error) > MIN_SNR_DB[codec]
 
 
 def test_codec_rejects_unknown_codecs_and_bad_bitrates() -> None:
