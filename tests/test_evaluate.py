@@ -1,13 +1,14 @@
 """The evaluate command: score folders, compare enhancers, write the report folder."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from restorekit.audio import save
+from restorekit.audio import load, save
 from restorekit.errors import ConfigError, DataError
 from restorekit.evaluation import list_audio, main, pair_references, read_transcripts
 from test_metrics import SR, noisy, voiced
@@ -32,18 +33,62 @@ def args(cfg: str, out: Path, *extra: str) -> list[str]:
 FAST = "metrics=[{name: pesq_wb}, {name: si_sdr}]"
 
 
+def per_file(report: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """per_file.csv rows keyed by (system, name)."""
+    with (report / "per_file.csv").open(newline="") as fh:
+        return {(r["system"], r["name"]): r for r in csv.DictReader(fh)}
+
+
 def test_score_a_folder_of_outputs_against_references(tmp_path, capsys):
+    """Each output's PESQ is pesq.pesq on that output and its own reference (sub/f0 with sub/f0.wav).
+
+    Catches: outputs paired with another file's reference, PESQ's arguments swapped
+    (reference and degraded are not symmetric), a summary mean over the wrong values.
+    """
+    import pesq
+
     d = make_set(tmp_path)
     rc = main(args("score_folder.yaml", tmp_path / "ev", f"systems.outputs={d['outputs']}",
                    f"data.references={d['clean']}", FAST, "suite.workers=1", "report.html=false"))
     assert rc == 0
     report = tmp_path / "ev" / "report"
+    rows = per_file(report)
+    expected = {}
+    for name in ("sub/f0", "f1", "f2"):
+        ref, est = load(d["clean"] / f"{name}.wav")[0], load(d["outputs"] / f"{name}.wav")[0]
+        expected[name] = pesq.pesq(SR, ref, est, "wb")
+        assert float(rows[("outputs", name)]["pesq_wb"]) == expected[name]
     summary = json.loads((report / "summary.json").read_text())
-    pesq = summary["systems"]["outputs"]["metrics"]["pesq_wb"]
-    assert pesq["n"] == 3 and pesq["failed"] == 0 and 1.0 < pesq["mean"] < 4.65
-    assert {p.name for p in report.iterdir()} == {"per_file.csv", "failures.csv", "summary.json", "summary.md"}
+    stat = summary["systems"]["outputs"]["metrics"]["pesq_wb"]
+    assert (stat["n"], stat["failed"]) == (3, 0)
+    assert stat["mean"] == pytest.approx(np.mean(list(expected.values())), rel=1e-12)
+    assert sorted(p.name for p in report.iterdir()) == ["failures.csv", "per_file.csv", "summary.json",
+                                                       "summary.md"]
     assert "| outputs | 3 |" in capsys.readouterr().out
     assert (tmp_path / "ev" / "config.yaml").is_file()
+
+
+def test_rerunning_a_comparison_keeps_the_outputs_it_already_wrote(tmp_path):
+    """A second run over the same output_dir scores the enhancer outputs already on disk, untouched.
+
+    One output is replaced by its clean reference between the runs: the rerun keeps it byte for
+    byte and scores it (SI-SDR > 100 dB), the way a killed comparison resumes. Catches: outputs
+    enhanced again (and failing on, or overwriting, the file that exists).
+    """
+    d = make_set(tmp_path, n=2)
+    argv = args("compare_baselines.yaml", tmp_path / "ev", f"data.inputs={d['noisy']}",
+                f"data.references={d['clean']}", "metrics=[{name: si_sdr}]", "suite.workers=1",
+                "report.html=false", "enhancers={identity: {name: identity}}")
+    main(argv)
+    kept = tmp_path / "ev" / "outputs" / "identity" / "f1.wav"
+    kept.unlink()
+    save(kept, load(d["clean"] / "f1.wav")[0], SR)
+    before = kept.read_bytes()
+    main(argv)
+    assert kept.read_bytes() == before
+    rows = per_file(tmp_path / "ev" / "report")
+    assert float(rows[("identity", "f1")]["si_sdr"]) > 100
+    assert float(rows[("identity", "sub/f0")]["si_sdr"]) < 5  # the other output: still the 0 dB input
 
 
 def test_compare_enhancers_ranks_and_writes_their_outputs(tmp_path):
