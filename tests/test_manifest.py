@@ -123,3 +123,39 @@ def test_fast_reader_and_csv_fallback_agree_on_plain_and_quoted_paths(corpus):
     assert [plain.path(i) for i in range(len(plain))] == [r[0] for r in table]
     np.testing.assert_array_equal(plain.durations, [float(r[1]) for r in table])
     assert plain.sample_rates.tolist() == [int(r[2]) for r in table]
+
+
+class _FullDisk:
+    """A csv writer that writes the header and the first row, then finds the disk full."""
+
+    real_writer = csv.writer
+
+    def __init__(self, fh, **kwargs):
+        self.inner = _FullDisk.real_writer(fh, **kwargs)
+
+    def writerow(self, row):
+        self.inner.writerow(row)
+
+    def writerows(self, rows):
+        self.inner.writerow(next(iter(rows)))
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_rewrite_keeps_the_previous_metadata_csv_and_leaves_no_temporary(corpus, monkeypatch):
+    """--update after a new file arrives, and the disk fills half-way through the table.
+
+    The previous metadata.csv is kept byte for byte, no temporary is left, and the error is a
+    DataError naming the file, the cause and the fix. Catches: writing the table in place (a
+    truncated index), a temporary left at the audio root (listed by the next scan), and an
+    OSError traceback instead of a user-facing error.
+    """
+    write_metadata(corpus, workers=1)
+    before = (corpus / "metadata.csv").read_bytes()
+    write_wav(corpus / "p226" / "p226_001.wav")
+    monkeypatch.setattr("restorekit.datasets.manifest.csv.writer", _FullDisk)
+    why = (r"metadata\.csv: could not be written \(\[Errno 28\] No space left on device\); the index is kept "
+           r"at the audio root: make .*corpus writable or free space there, then rerun scripts/make_metadata_csv\.py")
+    with pytest.raises(DataError, match=why):
+        write_metadata(corpus, update=True, workers=1)
+    assert (corpus / "metadata.csv").read_bytes() == before
+    assert sorted(os.listdir(corpus)) == ["19", "loose.wav", "metadata.csv", "p225", "p226"]

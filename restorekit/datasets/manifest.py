@@ -173,6 +173,18 @@ def _check_root(root: str | Path) -> Path:
 
 
 def _write_rows(out: Path, rows: Iterable[Sequence[str]]) -> None:
+    """The table at ``out``, whole or not at all (a previous file stays); DataError if the disk refuses."""
+    try:
+        _write_atomically(out, rows)
+    except OSError as exc:  # a read-only corpus or a full disk: the user's to fix, not a bug
+        raise DataError(
+            f"{out}: could not be written ({one_line(exc)}); the index is kept at the audio root: make "
+            f"{out.parent} writable or free space there, then rerun "
+            f"scripts/make_metadata_csv.py --root-dir {out.parent}"
+        ) from exc
+
+
+def _write_atomically(out: Path, rows: Iterable[Sequence[str]]) -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
