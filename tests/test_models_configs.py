@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from restorekit.config import apply_overrides, load_yaml
 from restorekit.losses import build_losses
@@ -14,6 +15,62 @@ from restorekit.models.miipher2 import Miipher2
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE = ["models.feature_cleaner.args.encoder.args.pretrained=null"]
+
+# Parameter totals (millions, rounded to 0.1) the docs state for the full-size configs, with the
+# text that states each: a change to a model or a config must come with a change to its doc.
+DOCUMENTED = {  # (config, role): (total, trainable or None, where, text)
+    ("models_w2v_bert2", "feature_cleaner"): (341.8, 27.3, "docs/models.md", "cleaner 341.8M parameters (27.3M trainable"),
+    ("models_w2v_bert2", "vocoder"): (11.9, None, "docs/models.md", "WaveFit-5 11.9M"),
+    ("models_w2v_bert2", "discriminators"): (41.4, None, "docs/models.md", "MPD + MS-STFT 41.4M"),
+    ("models_gemma3n_audio", "feature_cleaner"): (360.4, 18.9, "docs/models.md", "cleaner 360.4M\n(18.9M trainable"),
+    ("models_gemma3n_audio", "vocoder"): (17.0, None, "docs/models.md", "WaveFit-5 at 25 Hz 17.0M"),
+}
+# What configs/miipher2/vocoder_prenet.yaml adds to each vocoder (stated there, in docs and the README)
+PRENET = {"models_gemma3n_audio": (217.3, "217.3M parameters to the"), "models_w2v_bert2": (96.6, "(96.6M at 1024-d)")}
+
+
+def millions(module: torch.nn.Module, trainable: bool = False) -> float:
+    return round(sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable) / 1e6, 1)
+
+
+def build_on_meta(node, where: str) -> torch.nn.Module:
+    """The module with its parameters on the meta device: shapes without memory or initialisation."""
+    with torch.device("meta"):
+        return MODELS.build(node, where=where)
+
+
+def full_size(name: str):
+    return apply_overrides(load_yaml(REPO / f"configs/miipher2/{name}.yaml"), OFFLINE)
+
+
+@pytest.mark.parametrize("key", sorted(DOCUMENTED), ids="-".join)
+def test_full_size_configs_have_the_documented_parameter_totals(key):
+    """Mutations caught: a default of a model changed (e.g. MPD's last layer 1024 -> 512 channels)
+    without its documented total, and a documented total edited without the model."""
+    name, role = key
+    total, trainable, doc, text = DOCUMENTED[key]
+    assert text in (REPO / doc).read_text(), f"{doc} no longer says '{text}'"
+    module = build_on_meta(full_size(name).models[role], f"models.{role}")
+    assert millions(module) == total
+    if trainable is not None:
+        assert millions(module, trainable=True) == trainable
+
+
+@pytest.mark.parametrize("name", sorted(PRENET))
+def test_vocoder_prenet_adds_its_documented_parameters(name):
+    added, text = PRENET[name]
+    for doc in ("configs/miipher2/vocoder_prenet.yaml", "configs/miipher2/README.md"):
+        assert f"{added}M" in (REPO / doc).read_text(), doc
+    assert text in (REPO / "configs/miipher2/vocoder_prenet.yaml").read_text()
+    vocoder = full_size(name).models.vocoder
+    with_prenet = OmegaConf.merge(vocoder, load_yaml(REPO / "configs/miipher2/vocoder_prenet.yaml").models.vocoder)
+    plain, larger = build_on_meta(vocoder, "models.vocoder"), build_on_meta(with_prenet, "models.vocoder")
+    assert round(millions(larger) - millions(plain), 1) == added
+
+
+def test_msd_has_the_documented_parameter_total():
+    assert "29.6M parameters" in (REPO / "docs/models.md").read_text()
+    assert millions(build_on_meta({"name": "msd"}, "models.discriminators")) == 29.6
 
 
 def test_quickstart_models_and_losses_build_and_restore_on_cpu():
@@ -40,7 +97,7 @@ def test_encoder_variants_only_swap_the_encoder(variant):
 
 
 @pytest.mark.slow
-def test_full_size_w2v_bert2_config_builds_offline_and_reports_parameter_counts(capsys):
+def test_full_size_w2v_bert2_config_builds_offline_with_its_documented_parameter_counts():
     cfg = apply_overrides(load_yaml(REPO / "configs/miipher2/models_w2v_bert2.yaml"), OFFLINE)
     cleaner = MODELS.build(cfg.models.feature_cleaner, where="models.feature_cleaner")
     total = sum(p.numel() for p in cleaner.parameters())
@@ -52,13 +109,13 @@ def test_full_size_w2v_bert2_config_builds_offline_and_reports_parameter_counts(
     vocoder = MODELS.build(cfg.models.vocoder, where="models.vocoder")
     wavefit = sum(p.numel() for p in vocoder.parameters())
     assert vocoder.hop == 480 and vocoder.iterations == 5
-    with capsys.disabled():
-        print(f"\nfull-size w2v-BERT 2.0 (layer 13) cleaner: {total / 1e6:.1f}M parameters "
-              f"({trainable / 1e6:.1f}M trainable); WaveFit-5: {wavefit / 1e6:.1f}M")
+    # the documented totals hold for the real build too, not only for the shapes on the meta device
+    assert (round(total / 1e6, 1), round(wavefit / 1e6, 1)) == (DOCUMENTED[("models_w2v_bert2", "feature_cleaner")][0],
+                                                                DOCUMENTED[("models_w2v_bert2", "vocoder")][0])
 
 
 @pytest.mark.slow
-def test_gemma3n_audio_config_builds_offline_and_its_vocoder_fits_25_hz_features(capsys):
+def test_gemma3n_audio_config_builds_offline_and_its_vocoder_fits_25_hz_features():
     cfg = apply_overrides(load_yaml(REPO / "configs/miipher2/models_gemma3n_audio.yaml"), OFFLINE)
     base = load_yaml(REPO / "configs/miipher2/models_w2v_bert2.yaml")
     assert cfg.losses == base.losses and cfg.models.discriminators == base.models.discriminators
@@ -73,7 +130,5 @@ def test_gemma3n_audio_config_builds_offline_and_its_vocoder_fits_25_hz_features
     restorer = Miipher2(cleaner, vocoder)
     out, rate = restorer.restore(np.zeros(4000, np.float32) + 0.01, 16000)
     assert rate == 24000 and out.shape == (6000,)
-    with capsys.disabled():
-        print(f"\nfull-size Gemma 3n audio (layer 6) cleaner: {total / 1e6:.1f}M parameters "
-              f"({trainable / 1e6:.1f}M trainable); WaveFit-5 at 25 Hz: "
-              f"{sum(p.numel() for p in vocoder.parameters()) / 1e6:.1f}M")
+    assert (millions(cleaner), millions(vocoder)) == (DOCUMENTED[("models_gemma3n_audio", "feature_cleaner")][0],
+                                                      DOCUMENTED[("models_gemma3n_audio", "vocoder")][0])
