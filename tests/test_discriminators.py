@@ -1,4 +1,4 @@
-"""Discriminator architecture: the MSD layer table against HiFi-GAN's DiscriminatorS."""
+"""Discriminator architecture: the MSD layer table against HiFi-GAN's DiscriminatorS, the MS-STFT one against EnCodec's."""
 from __future__ import annotations
 
 import pytest
@@ -52,3 +52,45 @@ def test_msd_table_mismatch_is_a_config_error():
     groups = r"msd: layer 1 has groups 4, which must divide its in \(8\) and out \(6\) channels"
     with pytest.raises(ConfigError, match=groups):
         MODELS.build({"name": "msd", "args": {"channels": [8, 6, 16, 16, 32, 32, 32]}}, where="models.msd")
+
+
+# EnCodec (audiocraft msstftd.py) DiscriminatorSTFT with filters=32, filters_scale=1, kernel (3, 9),
+# dilations (1, 2, 4), stride (1, 2): (in, out, kernel, stride, dilation, padding) per conv, then the post conv.
+ENCODEC_STFT = [(2, 32, (3, 9), (1, 1), (1, 1), (1, 4)), (32, 32, (3, 9), (1, 2), (1, 1), (1, 4)),
+                (32, 32, (3, 9), (1, 2), (2, 1), (2, 4)), (32, 32, (3, 9), (1, 2), (4, 1), (4, 4)),
+                (32, 32, (3, 3), (1, 1), (1, 1), (1, 1))]
+ENCODEC_STFT_POST = (32, 1, (3, 3), (1, 1), (1, 1), (1, 1))
+
+
+def _row2d(conv: torch.nn.Conv2d) -> tuple:
+    return conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.dilation, conv.padding
+
+
+def test_ms_stft_default_builds_encodecs_layer_table_with_weight_norm():
+    """Mutation caught: the dilated convs' padding (dil, 4) -> (1, 4) (their time axis then shrinks)."""
+    disc = MODELS.build({"name": "ms_stft"}, where="models.discriminators")
+    assert [d.n_fft for d in disc.discriminators] == [2048, 1024, 512]
+    for d in disc.discriminators:
+        assert d.hop == d.n_fft // 4
+        assert [_row2d(c) for c in d.layers] == ENCODEC_STFT
+        assert _row2d(d.post) == ENCODEC_STFT_POST
+        assert all(_norm(c) is _WeightNorm for c in [*d.layers, d.post])
+
+
+def test_ms_stft_reads_real_and_imaginary_stft_as_time_by_frequency_images():
+    """The first conv of each scale sees (B, 2, frames, bins): the real and imaginary parts of a
+    Hann-window STFT with hop n_fft / 4. Mutations caught: the image transposed to (bins, frames),
+    and the hop set to n_fft / 2."""
+    disc = MODELS.build({"name": "ms_stft", "args": {"fft_sizes": [256, 128], "channels": 8}},
+                        where="models.discriminators")
+    wave = torch.randn(2, 4000) * 0.1
+    seen = []
+    for d in disc.discriminators:
+        d.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    logits, maps = disc(wave)
+    for n_fft, image in zip((256, 128), seen, strict=True):
+        spec = torch.stft(wave, n_fft, n_fft // 4, window=torch.hann_window(n_fft), return_complex=True)
+        assert image.shape == (2, 2, 4000 // (n_fft // 4) + 1, n_fft // 2 + 1)
+        torch.testing.assert_close(image[:, 0], spec.real.transpose(1, 2))
+        torch.testing.assert_close(image[:, 1], spec.imag.transpose(1, 2))
+    assert len(logits) == len(maps) == 2 and all(len(m) == len(ENCODEC_STFT) + 1 for m in maps)
