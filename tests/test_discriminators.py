@@ -1,4 +1,5 @@
-"""Discriminator architecture: the MSD layer table against HiFi-GAN's DiscriminatorS, the MS-STFT one against EnCodec's."""
+"""Discriminator architecture: the MSD layer table against HiFi-GAN's DiscriminatorS, the MS-STFT
+one against EnCodec's DiscriminatorSTFT."""
 from __future__ import annotations
 
 import pytest

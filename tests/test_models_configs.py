@@ -121,7 +121,6 @@ def test_gemma3n_audio_config_builds_offline_and_its_vocoder_fits_25_hz_features
     assert cfg.losses == base.losses and cfg.models.discriminators == base.models.discriminators
     cleaner = MODELS.build(cfg.models.feature_cleaner, where="models.feature_cleaner")
     assert len(cleaner.encoder.blocks) == 6 and cleaner.feature_dim == 1536 and cleaner.frame_rate == 25.0
-    total = sum(p.numel() for p in cleaner.parameters())
     trainable = sum(p.numel() for p in cleaner.parameters() if p.requires_grad)
     # 6 adapters of 1536->1024->1536 (+biases) and 6 trainable RMSNorm scales
     assert trainable == 6 * (1536 * 1024 + 1024 + 1024 * 1536 + 1536 + 1536)

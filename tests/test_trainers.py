@@ -183,8 +183,8 @@ def test_bf16_autocast_on_cpu_runs_a_step_of_every_stage(tmp_path, first_stages)
     BaseTrainer.autocast returning a null context for bf16 (everything silently in fp32)."""
     stages = {"stage1": (stage1_cfg(tmp_path), ["feature_cleaner"]),
               "stage2": (vocoder_cfg(tmp_path), ["vocoder", "mpd"]),
-              "stage3": (stage3_cfg(tmp_path, first_stages), ["vocoder", "mpd"])}
-    for name, (cfg, roles) in stages.items():
+              "stage3": (stage3_cfg(tmp_path, first_stages), ["vocoder", "mpd"])}  # roles that must run in bf16
+    for cfg, roles in stages.values():
         cfg.exp.precision = "bf16"
         bf16_step(TRAINERS.get(cfg.trainer.name).from_config(cfg), roles)
 
