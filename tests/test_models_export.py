@@ -94,3 +94,75 @@ def test_frozen_cleaner_export_keeps_its_adapters(tmp_path):
     wave = torch.randn(1, 16000)
     with torch.no_grad():
         assert torch.equal(loaded(wave, 16000), cleaner(wave, 16000))
+
+
+def _previous_export(tmp_path):
+    """An export of the vocoder at tmp_path/export; returns (config, its files' bytes by name)."""
+    cfg = _config()
+    torch.manual_seed(0)
+    vocoder = MODELS.build(cfg["models"]["vocoder"], where="models.vocoder")
+    save_export(tmp_path / "export", cfg, {"vocoder": vocoder})
+    return cfg, {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
+
+
+def _both_roles(cfg: dict) -> dict:
+    return {role: MODELS.build(node, where=f"models.{role}") for role, node in cfg["models"].items()}
+
+
+def test_a_failed_export_write_keeps_the_previous_export_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """Re-exporting fails twice: the disk fills on the second weights file, then a weight is NaN.
+
+    Each time the previous export is there byte for byte and nothing else is left beside it;
+    the NaN is a CheckpointError naming the weight. Catches: writing into the export folder
+    itself (half an export), temporary folders left behind, NaN weights written.
+    """
+    from safetensors.torch import save_file
+
+    from restorekit.models import export
+
+    cfg, before = _previous_export(tmp_path)
+    written = []
+
+    def full_disk(tensors, filename):
+        written.append(filename)
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        return save_file(tensors, filename)
+
+    monkeypatch.setattr(export, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        save_export(tmp_path / "export", cfg, _both_roles(cfg))
+    monkeypatch.undo()
+    mods = _both_roles(cfg)
+    with torch.no_grad():
+        next(mods["vocoder"].parameters())[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"weight '.*' holds NaN/Inf, so it was not written"):
+        save_export(tmp_path / "export", cfg, mods)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_an_export_interrupted_while_swapping_folders_keeps_the_previous_one(tmp_path, monkeypatch):
+    """Interrupted between moving the previous export aside and moving the new one in: the previous
+    export is put back under its name, and nothing else is left.
+
+    Catches: a swap that leaves the previous export only under a hidden ``.export.old`` name (a
+    reader then finds no export, and the next export deletes the only copy).
+    """
+    import os
+    from pathlib import Path
+
+    cfg, before = _previous_export(tmp_path)
+    replace = os.replace
+
+    def interrupted(src, dst):
+        if Path(dst) == tmp_path / "export" and not Path(src).name.endswith(".old"):
+            raise KeyboardInterrupt
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_export(tmp_path / "export", cfg, _both_roles(cfg))
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]

@@ -108,13 +108,18 @@ def _write(folder: Path, cfg: DictConfig, modules: Mapping[str, nn.Module]) -> N
 
 
 def _swap_into_place(tmp: Path, directory: Path) -> None:
+    """Rename ``tmp`` to ``directory``; a previous export is moved aside first and back if that fails."""
     if not directory.exists():
         os.replace(tmp, directory)
         return
     old = directory.with_name(f".{directory.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(directory, old)
-    os.replace(tmp, directory)
+    try:
+        os.replace(tmp, directory)
+    except BaseException:  # interrupted or refused: the previous export stays the export
+        os.replace(old, directory)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
