@@ -1,11 +1,7 @@
-import subprocess
-import sys
-
-import pytest
-
+"""The command line: list, one-line user errors with status 2, the entry-point scripts."""
 from restorekit import cli
 from restorekit.errors import DataError
-from tests_helpers import REPO, run_py
+from tests_helpers import run_py
 
 
 def test_list_prints_every_kind(capsys):
