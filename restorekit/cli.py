@@ -1,4 +1,4 @@
-"""Command line: ``list``, ``train``, ``restore`` (alias ``infer``), ``evaluate``; ``--version``,
+"""Command line: ``list``, ``train``, ``restore`` (alias ``infer``), ``evaluate``, ``app``; ``--version``,
 and ``<command> --help``.
 
 User errors (``restorekit.errors.RestorekitError``) print one line and exit with status 2;
@@ -38,6 +38,7 @@ commands:
   train    exp.config_path=CONFIG [key=value ...]              (also: python train.py ...)
   restore  exp.ckpt_dir=EXPORT input=PATH output_dir=DIR ...   (alias: infer; also: python inference.py ...)
   evaluate exp.config_path=CONFIG [key=value ...]              (also: python evaluate.py ...)
+  app      [EXPORT | HUB_ID | ENHANCER ...] [--port N]          web demo (needs restorekit[app])
 """
 
 HELP = {
@@ -71,6 +72,15 @@ Score folders of outputs with a metric suite, or compare enhancers on one data s
 per-file CSV, a summary with 95% confidence intervals and an HTML report (docs/evaluation.md).
   restorekit evaluate exp.config_path=configs/eval/score_folder.yaml systems.outputs=restored/ data.references=clean/
   restorekit evaluate exp.config_path=configs/eval/compare_baselines.yaml""",
+    "app": """usage: restorekit app [EXPORT | HUB_ID | ENHANCER ...] [--host H] [--port N] [--share] [--device D]
+
+A web page (Gradio; pip install 'restorekit[app]') to upload or record speech, restore it with one
+or more restorers and play, compare (spectrograms) and download the input and outputs side by side.
+With no restorer named it offers the installed baselines (docs/inference.md, "Web demo").
+  --host 127.0.0.1   --port 7860 (or the next free one)   --share (a public gradio.live link; off)
+  --device auto|cpu|cuda   for exports
+  restorekit app
+  restorekit app runs/quickstart/stage3/export deepfilternet3 --port 8080""",
 }
 HELP["infer"] = HELP["restore"]
 
@@ -125,6 +135,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "restore": _delegate("restorekit.inference", "restore"),
     "infer": _delegate("restorekit.inference", "infer"),
     "evaluate": _delegate("restorekit.evaluation", "evaluate"),
+    "app": _delegate("restorekit.app", "app"),
 }
 _HELP_FLAGS = ("-h", "--help")
 
