@@ -311,3 +311,15 @@ def test_wer_whisper_without_weights_says_how_to_get_them():
 def test_wer_unknown_backend_lists_the_choices():
     with pytest.raises(ConfigError, match="wer: unknown backend 'vosk'; choose one of pocketsphinx, whisper"):
         METRICS.build({"name": "wer", "args": {"backend": "vosk"}}, where="metrics.0")
+
+
+@pytest.mark.parametrize("name", ["dnsmos", "plcmos"])
+def test_full_scale_is_judged_on_the_audio_given_not_on_the_resampled_copy(built, name):
+    """A 48 kHz file within full scale whose 16 kHz resampling overshoots must be scored (issue 12:
+    DNSMOS refused an unprocessed file at peak 0.99997 as "clipped"). Catches the range check
+    moved back after resampling."""
+    rng = np.random.default_rng(3)
+    wave = np.sign(rng.standard_normal(48000 * 3)).astype(np.float32) * 0.99997  # broadband, at full scale
+    assert np.abs(resample(wave, 48000, 16000)).max() > 1.0  # the overshoot the check must not see
+    values = built(name)(wave, 48000)
+    assert all(1.0 <= v <= 5.0 for v in values.values()), values

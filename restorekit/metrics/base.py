@@ -38,6 +38,11 @@ class Metric:
 
     needs_reference: ClassVar[bool] = False
     sample_rate: ClassVar[int | None] = None
+    # True for models trained on audio within full scale (DNSMOS, PLCMOS): an estimate beyond
+    # [-1, 1] is a failure. Judged on the audio as given; the copy resampled to the metric's rate
+    # is clipped to [-1, 1], since resampling overshoots a little (a 48 kHz file peaking at
+    # 0.99997 came to 1.0045 at 16 kHz and was wrongly refused as clipped).
+    needs_full_scale: ClassVar[bool] = False
     keys: ClassVar[tuple[str, ...]] = ()
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
@@ -45,7 +50,11 @@ class Metric:
         self, estimate: np.ndarray, sr: int, reference: np.ndarray | None = None
     ) -> dict[str, float]:
         sr = check_sample_rate(sr)
+        if self.needs_full_scale:
+            check_full_scale(np.asarray(estimate, dtype=np.float32), type(self).__name__.upper())
         est = self._prepare(estimate, sr, "estimate")
+        if self.needs_full_scale:
+            est = np.clip(est, -1.0, 1.0)
         ref = None
         if self.needs_reference:
             if reference is None:
@@ -67,6 +76,13 @@ class Metric:
         if not np.isfinite(wave).all():
             raise MetricFailure(f"the {what} contains NaN/Inf samples")
         return resample(wave, sr, self.sample_rate) if self.sample_rate else wave
+
+
+def check_full_scale(wave: np.ndarray, who: str) -> None:
+    """MetricFailure when ``wave`` goes beyond [-1, 1] (clipped output cannot be scored fairly)."""
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    if peak > 1.0:
+        raise MetricFailure(f"{who} expects samples in [-1, 1]; this estimate peaks at {peak:.3f} (clipped output)")
 
 
 def align(est: np.ndarray, ref: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from restorekit.errors import CheckpointError
 from restorekit.metrics import METRICS
-from restorekit.metrics.base import Metric, MetricFailure, offline
+from restorekit.metrics.base import Metric, offline
 
 
 def _session_options(num_threads: int):
@@ -32,17 +32,12 @@ def _session(path: str, num_threads: int):
     return ort.InferenceSession(path, _session_options(num_threads), providers=["CPUExecutionProvider"])
 
 
-def _check_range(wave: np.ndarray, who: str) -> None:
-    peak = float(np.max(np.abs(wave)))
-    if peak > 1.0:
-        raise MetricFailure(f"{who} expects samples in [-1, 1]; this estimate peaks at {peak:.3f} (clipped output)")
-
-
 @METRICS.register("dnsmos")
 class Dnsmos(Metric):
     """DNSMOS P.835 SIG/BAK/OVRL and P.808 MOS (1-5), speechmos's ONNX models, at 16 kHz; no reference."""
 
     sample_rate = 16000
+    needs_full_scale = True
     keys = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
     def __init__(self, personalized: bool = False, num_threads: int = 1) -> None:
@@ -58,7 +53,6 @@ class Dnsmos(Metric):
         self.personalized = personalized
 
     def score(self, estimate: np.ndarray, reference: np.ndarray | None, sr: int) -> dict[str, float]:
-        _check_range(estimate, "DNSMOS")
         out = self.model(estimate, sr, self.personalized)
         return {
             "dnsmos_sig": out["sig_mos"],
@@ -73,6 +67,7 @@ class Plcmos(Metric):
     """PLCMOS v2 (packet-loss-concealment MOS, 1-5), speechmos's ONNX model, at 16 kHz; no reference."""
 
     sample_rate = 16000
+    needs_full_scale = True
     keys = ("plcmos",)
 
     def __init__(self, seed: int = 0, num_threads: int = 1) -> None:
@@ -83,7 +78,6 @@ class Plcmos(Metric):
         self.seed = seed
 
     def score(self, estimate: np.ndarray, reference: np.ndarray | None, sr: int) -> dict[str, float]:
-        _check_range(estimate, "PLCMOS")
         # PLCMOS averages over rater embeddings drawn from numpy's global generator; seed it
         # per call (and restore it) so a file's score does not depend on which files ran first.
         state = np.random.get_state()
