@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=disabled
 
-.PHONY: install test demo clean-venv
+.PHONY: install system-deps test demo clean-venv
 
 install: $(STAMP)
 
@@ -17,8 +17,15 @@ $(STAMP): pyproject.toml requirements.txt constraints.txt scripts/install_system
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[test]'
-	bash scripts/install_system_deps.sh
+	$(MAKE) --no-print-directory system-deps
 	touch $(STAMP)
+
+# System packages some tests use (scripts/install_system_deps.sh). Not installable: fatal in CI
+# (CI=true), where every test must run; a warning elsewhere, where the tests that need them skip.
+system-deps:
+	bash scripts/install_system_deps.sh || case "$$(printf %s "$${CI:-}" | tr A-Z a-z)" in \
+	  true|1|yes) echo "CI=$$CI: the tests need these system packages" >&2; exit 1;; \
+	  *) echo "warning: the tests that need the missing system packages will skip" >&2;; esac
 
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -13,6 +13,14 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("RESTOREKIT_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+# Skips that mean a part of the test environment is missing (their reasons contain one of these).
+# Locally they skip; CI (CI=true) sets that environment up on purpose, so there they fail instead.
+CI_REQUIRED = ("real recordings not found", "scripts/install_system_deps.sh")
+
+
+def in_ci() -> bool:
+    """True when the CI environment variable says so (CI=true, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -22,6 +30,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "real_data" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI, a skip for a missing part of the test environment (CI_REQUIRED) is a failure."""
+    report = (yield).get_result()
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(key in reason for key in CI_REQUIRED):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, so this test must run, not skip: {reason.removeprefix('Skipped: ')}"
 
 
 @pytest.fixture
