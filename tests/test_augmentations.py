@@ -161,8 +161,10 @@ def test_unreadable_noise_files_are_skipped_counted_and_fatal_when_none_left(tmp
 
 def test_cache_mb_bounds_the_decoded_file_cache(tmp_path: Path) -> None:
     """Three noise files of 44.8 kB each at 16 kHz: with cache_mb = 0.1 (104.9 kB) at most two stay
-    decoded and evicted ones are read again; with the default every file is read once. Mutation
-    caught: AudioPool._get never evicting (the cache grows past cache_mb)."""
+    decoded and evicted ones are read again; with 0.01 (10.5 kB) none stays; with the default every
+    file is read once. Mutations caught: AudioPool._get never evicting (the cache grows past
+    cache_mb), and keeping the newest file whatever its size (as it did: cache_mb smaller than one
+    file did not bound the cache)."""
     root = write_noise_dir(tmp_path / "n", n=3)
     reads = []
 
@@ -179,6 +181,12 @@ def test_cache_mb_bounds_the_decoded_file_cache(tmp_path: Path) -> None:
         assert small.pool.cache_bytes == sum(w.nbytes for w in cached) <= small.pool.max_bytes == 104857
         assert len(cached) <= 2 and all(w.nbytes == 11199 * 4 for w in cached)  # 0.7 s at 16 kHz
     assert set(reads) == {"noise_0.wav", "noise_1.wav", "noise_2.wav"} and len(reads) > 3  # evicted, re-read
+    reads.clear()
+    tiny = pool_of(0.01)
+    for seed in range(5):
+        _, params = tiny(speechlike(), SR, np.random.default_rng(seed))
+        assert not tiny.pool.cache and tiny.pool.cache_bytes == 0 and reads[-1] == Path(params["file"]).name
+    assert len(reads) == 5
     reads.clear()
     large = pool_of(1024)
     for seed in range(30):

@@ -108,6 +108,7 @@ class AudioPool:
         wave = self.reader(self.files[i], sr)
         self.cache[key] = wave
         self.cache_bytes += wave.nbytes
-        while self.cache_bytes > self.max_bytes and len(self.cache) > 1:
+        # least recently used first; a file larger than cache_mb is returned but not kept
+        while self.cache_bytes > self.max_bytes:
             self.cache_bytes -= self.cache.popitem(last=False)[1].nbytes
         return wave
