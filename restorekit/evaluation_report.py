@@ -18,7 +18,7 @@ import numpy as np
 
 from restorekit.audio import load
 from restorekit.config import atomic_write_text
-from restorekit.metrics.suite import FileResult, format_stat
+from restorekit.metrics.suite import SMALL_N, FileResult, format_stat, small_samples
 
 REFERENCE = "reference"
 
@@ -28,6 +28,7 @@ table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:middle}
 th:first-child,td:first-child{text-align:left}
 td.best{background:#c8f0c8;font-weight:bold}
+.warn{background:#fff3cd;padding:4px 8px}
 img.spec{height:120px}
 audio{width:240px}
 """
@@ -58,8 +59,15 @@ def summary_table(summary: dict[str, Any], keys: Sequence[str]) -> str:
     return f'<table id="summary"><thead><tr><th>system</th><th>files</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def write_chart(summary: dict[str, Any], keys: Sequence[str], path: Path) -> Path:
-    """One bar panel per value key: each system's mean with its 95% CI as an error bar."""
+# Scales of bounded metrics: bars start at the scale's floor and the axis stays on the scale,
+# so a wide interval (few files) cannot stretch a PESQ panel down to -10.
+SCALES: dict[str, tuple[float, float]] = {
+    "pesq_wb": (1.0, 4.64), "pesq_nb": (1.0, 4.64), "stoi": (0.0, 1.0), "estoi": (0.0, 1.0),
+    "dnsmos_sig": (1.0, 5.0), "dnsmos_bak": (1.0, 5.0), "dnsmos_ovrl": (1.0, 5.0), "dnsmos_p808": (1.0, 5.0),
+    "plcmos": (1.0, 5.0), "utmos": (1.0, 5.0), "speaker_similarity": (-1.0, 1.0),
+}
+def chart_figure(summary: dict[str, Any], keys: Sequence[str]) -> Any:
+    """One bar panel per value key: each system's mean with its 95% CI, n under each bar."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; set here, not at import
@@ -68,17 +76,32 @@ def write_chart(summary: dict[str, Any], keys: Sequence[str], path: Path) -> Pat
     systems = list(summary["systems"])
     cols = min(4, max(1, len(keys)))
     rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     for ax, k in zip(axes.flat, keys):
-        stats = [summary["systems"][s]["metrics"][k] for s in systems]
-        means = [st["mean"] if st["mean"] is not None else np.nan for st in stats]
-        errs = [st["ci95_half"] or 0.0 for st in stats]
-        ax.bar(range(len(systems)), means, yerr=errs, capsize=3, color="#4a7fb5")
-        ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=7)
-        ax.set_title(k, fontsize=9)
+        _panel(ax, k, [summary["systems"][s]["metrics"][k] for s in systems], systems)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()
+    return fig
+
+
+def _panel(ax: Any, key: str, stats: list[dict[str, Any]], systems: list[str]) -> None:
+    means = np.array([st["mean"] if st["mean"] is not None else np.nan for st in stats])
+    errs = np.array([st["ci95_half"] or 0.0 for st in stats])
+    low, high = SCALES.get(key, (min(0.0, np.nanmin(means - errs, initial=0.0)), None))
+    ax.bar(range(len(systems)), means - low, bottom=low, yerr=errs, capsize=3, color="#4a7fb5")
+    labels = [f"{s}\nn={st['n']}" + (" (few)" if 0 < st["n"] < SMALL_N else "") for s, st in zip(systems, stats)]
+    ax.set_xticks(range(len(systems)), labels, rotation=30, ha="right", fontsize=7)
+    if key in SCALES:
+        ax.set_ylim(low, high)
+    ax.set_title(key, fontsize=9)
+
+
+def write_chart(summary: dict[str, Any], keys: Sequence[str], path: Path) -> Path:
+    """``chart_figure`` saved as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(summary, keys)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
@@ -148,6 +171,14 @@ def per_file_section(report_dir: Path, results: Sequence[FileResult], keys: Sequ
             f'<th>values</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
+def _small_n_warning(summary: dict[str, Any], keys: Sequence[str]) -> str:
+    few = small_samples(summary, keys)
+    if not few:
+        return ""
+    return (f'<p id="small-n" class="warn">Fewer than {SMALL_N} files scored for {html.escape(", ".join(few))}: '
+            "their 95% intervals are wide, so differences between systems there are not reliable.</p>")
+
+
 def write_report(
     report_dir: Path, summary: dict[str, Any], results: Sequence[FileResult], keys: Sequence[str], examples: int = 6
 ) -> Path:
@@ -163,6 +194,7 @@ def write_report(
 ↓ lower is better; the best system per column is highlighted. Failures: {failures} (failures.csv);
 per-file values: <a href="per_file.csv">per_file.csv</a>.</p>
 {summary_table(summary, keys)}
+{_small_n_warning(summary, keys)}
 {f'<img id="chart" src="{chart.name}" alt="metric means by system">' if chart else ''}
 <h2>Files</h2>
 {per_file_section(report_dir, results, keys, examples)}

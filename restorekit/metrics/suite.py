@@ -237,6 +237,15 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return {"summary_json": js, "summary_md": md}
 
 
+SMALL_N = 5  # fewer files than this per system: the interval is too wide to compare systems by
+
+
+def small_samples(summary: dict[str, Any], keys: list[str] | None = None) -> list[str]:
+    """``"system: metric (n=2)"`` for every mean computed from fewer than SMALL_N files."""
+    return [f"{system}: {k} (n={st['n']})" for system, v in summary["systems"].items()
+            for k, st in v["metrics"].items() if (keys is None or k in keys) and 0 < st["n"] < SMALL_N]
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """A table: one row per system, one column per value (mean ± 95% CI half-width, n)."""
     systems = summary["systems"]
@@ -247,6 +256,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {name} | {s['files']} | " + " | ".join(cells) + " |")
     lines += ["", f"Failures: {summary['failures']['count']} (see failures.csv); "
               "values are mean ± 95% CI half-width (t-distribution), n = files scored."]
+    few = small_samples(summary)
+    if few:
+        lines.append(f"Warning: fewer than {SMALL_N} files scored for {', '.join(few)}; "
+                     "those intervals are wide and differences there are not reliable.")
     return "\n".join(lines) + "\n"
 
 
