@@ -38,3 +38,19 @@ def test_report_and_summary_warn_about_few_files(tmp_path):
     md = summary_markdown(SUMMARY)
     assert "Warning: fewer than 5 files scored for restored: pesq_wb (n=2), restored: si_sdr (n=2)" in md
     assert "degraded" not in md.split("Warning")[1]
+
+
+def test_evaluate_writes_under_a_gitignored_folder_by_default():
+    """Catches a default output folder that `git status` would show (it was exp/eval/)."""
+    import subprocess
+    from pathlib import Path
+
+    from restorekit.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config([f"exp.config_path={root}/configs/eval/score_folder.yaml", "systems.outputs=/x",
+                       "data.references=/y"], require_complete=False)
+    out = str(cfg.exp.output_dir)
+    assert out == "outputs/eval/score_folder"
+    probe = subprocess.run(["git", "check-ignore", "-q", f"{out}/report/summary.json"], cwd=root, check=False)
+    assert probe.returncode == 0, f"{out} is not ignored by git"
