@@ -119,9 +119,13 @@ def build_enhancer(cfg: DictConfig):
 
 def resolve_device(cfg: DictConfig) -> str:
     """``auto``: this process's GPU under torchrun (LOCAL_RANK) when there is one, else cpu."""
-    if cfg.exp.device != "auto":
-        return str(cfg.exp.device)
     import torch
+
+    if cfg.exp.device != "auto":
+        device = str(cfg.exp.device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"exp.device is '{device}' but no CUDA device is visible; use exp.device=cpu or auto")
+        return device
 
     return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
 

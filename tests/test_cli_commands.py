@@ -60,6 +60,23 @@ def test_registry_builds_in_a_notebook_without_where():
         MODELS.build({"name": "mpd", "args": {"periodz": [2]}})
 
 
+def test_cuda_without_a_gpu_is_one_line_for_restore_too(tmp_path, capsys):
+    """Catches exp.device=cuda reaching torch (a RuntimeError traceback) when no GPU is visible."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    src = tmp_path / "a.wav"
+    sf.write(src, np.zeros(1600, np.float32), 16000)
+    export = tmp_path / "export"  # never reached: the device is checked first
+    export.mkdir()
+    (export / "config.yaml").write_text("models: {}\n")
+    assert main(["restore", f"exp.ckpt_dir={export}", "exp.device=cuda", f"input={src}",
+                 f"output_dir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: exp.device is 'cuda' but no CUDA device is visible; use exp.device=cpu or auto"]
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("trainer.args.max_steps=five", r"trainer.args.max_steps must be an int, got 'five' \(str\)"),
     ("models.vocoder.args.iterations=three", r"models.vocoder.args.iterations must be an int, got 'three' \(str\)"),
