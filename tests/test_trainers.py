@@ -204,7 +204,7 @@ def test_stage2_resumes_exactly_where_it_stopped(tmp_path):
     """A stage-2 run stopped by SIGTERM after step 2 and resumed ends at step 4 with the weights
     and EMA of the uninterrupted run, bit for bit: data position, random crops, GAN optimizers and
     RNG all restored. Mutation caught: load_checkpoint not restoring the RNG states (the resumed
-    run draws other crops and start noise)."""
+    run then draws other random crops)."""
     def cfg(out):
         c = vocoder_cfg(out, max_steps=4, ema_decay=0.9, export=False, vocoder_segment_seconds=0.1)
         c.data.valid = None
