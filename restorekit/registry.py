@@ -199,6 +199,20 @@ class Registry:
         self._check_args(entry, kwargs, where, injected=set(injected))
         return entry.target(**kwargs)
 
+    def validate(self, node: Mapping[str, Any] | Any, where: str = "", extra_keys: tuple[str, ...] = ()) -> None:
+        """Check a node as ``build`` would (name, argument names, scalar types), without building
+        it, and the nodes of this kind nested in its args (an encoder, discriminator members):
+        a typo fails at start even in a role the current stage does not build."""
+        node = _plain(node)
+        where = where or self.kind
+        name, args = self._split_node(node, where, extra_keys)
+        entry = self.entry(name, where)
+        self._check_args(entry, args, where, injected={p.name for p in entry.params() if p.name not in args})
+        for key, value in args.items():
+            for i, item in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(item, Mapping) and item.get("name") in self._entries:
+                    self.validate(item, f"{where}.args.{key}" + (f"[{i}]" if isinstance(value, list) else ""))
+
     def _split_node(
         self, node: Any, where: str, extra_keys: tuple[str, ...]
     ) -> tuple[str, dict[str, Any]]:

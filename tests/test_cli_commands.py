@@ -106,3 +106,19 @@ def test_list_of_a_trainer_prints_every_setting_with_its_default(capsys):
     for f in fields(VocoderArgs):
         assert f"      {f.name}: {f.type} = " in out, f.name
     assert "      target_peak: float | None = 0.9" in out and "      max_steps: int = 1000" in out
+
+
+def test_a_typo_in_a_role_this_stage_does_not_build_fails_at_start(capsys, tmp_path):
+    """Stage 1 builds only the cleaner; a typo in models.vocoder used to surface two stages later.
+    Catches the models section not being validated as a whole."""
+    out = tmp_path / "never"
+    assert main(["train", f"exp.config_path={REPO}/configs/quickstart/stage1.yaml", "exp.device=cpu",
+                 f"exp.output_dir={out}", "+models.vocoder.args.iteratons=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "error: models.vocoder.args.iteratons: models 'wavefit' has no argument 'iteratons'. Did you mean 'iterations'?")
+    assert not out.exists()
+    assert main(["train", f"exp.config_path={REPO}/configs/quickstart/stage1.yaml", "exp.device=cpu", f"exp.output_dir={out}",
+                 "models.discriminators.args.members.0.args.periods=[2, 3]",
+                 "+models.discriminators.args.members.1.args.depht=2"]) == 2
+    assert "models.discriminators.args.members[1].args.depht: models 'ms_stft' has no argument" in capsys.readouterr().err

@@ -47,26 +47,33 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def setting(default: Any, help: str) -> Any:
+    """A trainer setting with the meaning ``restorekit list trainers NAME`` prints beside it."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainerArgs:
     """``trainer.args`` read by every trainer (stages add their own fields)."""
 
-    max_steps: int = 1000
-    grad_accum: int = 1
-    log_every: int = 50
-    valid_every: int = 0  # 0: validate once, at the end
-    ckpt_every: int = 1000
-    keep_last: int = 3
-    ema_decay: float | None = 0.999  # null or 0: no EMA
-    ema_start: int = 0
-    num_audio_samples: int = 2
-    max_valid_items: int = 0  # 0: the whole validation set
-    optimizers: dict = field(default_factory=dict)
-    init_from: dict = field(default_factory=dict)  # role -> export folder
-    find_unused_parameters: bool = False
-    record_items: bool = False  # write the item names each rank trained on (audit, tests)
-    export: bool = True
-    max_nonfinite_steps: int = 10  # this many skipped (NaN/Inf) updates in a row stop the run
+    max_steps: int = setting(1000, "optimizer steps to train for (a resumed run continues to it)")
+    grad_accum: int = setting(1, "micro-batches per optimizer step (gradient accumulation)")
+    log_every: int = setting(50, "steps between logged means of the scalars (step 1 is always logged)")
+    valid_every: int = setting(0, "steps between validations; 0: once, at the end")
+    ckpt_every: int = setting(1000, "steps between checkpoints (one is also written at the end)")
+    keep_last: int = setting(3, "checkpoints kept in ckpt/ (0: all)")
+    ema_decay: float | None = setting(0.999, "decay of the generator's weight EMA; null or 0: no EMA")
+    ema_start: int = setting(0, "steps during which the EMA just copies the weights")
+    num_audio_samples: int = setting(2, "validation items whose audio and spectrograms are logged")
+    max_valid_items: int = setting(0, "validation items scored; 0: the whole validation set")
+    optimizers: dict = setting({}, "group -> {name, args, grad_clip, scheduler}; the stage names its groups")
+    init_from: dict = setting({}, "role -> export folder whose weights that role starts from")
+    find_unused_parameters: bool = setting(False, "DDP's find_unused_parameters (a model that skips parameters)")
+    record_items: bool = setting(False, "write the item names each rank trained on to items/ (audits, tests)")
+    export: bool = setting(True, "write export/ at the end (what the next stage and inference load)")
+    max_nonfinite_steps: int = setting(10, "skipped NaN/Inf updates in a row that stop the run")
 
 
 @dataclass
@@ -224,6 +231,8 @@ class BaseTrainer(ABC):
     def build_models(self) -> dict[str, nn.Module]:
         from restorekit.models import MODELS
 
+        for role, node in (self.cfg.get("models") or {}).items():  # every role: this stage's or a later one's
+            MODELS.validate(node, where=f"models.{role}")
         models: dict[str, nn.Module] = {}
         for role in self.roles():
             if role in self.args.init_from:
@@ -467,31 +476,55 @@ class BaseTrainer(ABC):
     def fit(self) -> Path | None:
         """Train to ``max_steps``; returns the export folder (None when interrupted)."""
         try:
+            if self.is_main:
+                print(self.banner(), flush=True)
             with self._signal_handlers():
                 finished = self._loop()
             return self._finish(finished)
         finally:
             self.logger.close()
 
+    def banner(self) -> str:
+        """What this run is about to do: device, precision, processes, parameters per role, data, steps."""
+        d = self.dist
+        lines = [f"{self.name}: device {self.device}, precision {self.precision}, {d.world_size} process(es)"]
+        for role, module in self.models.items():
+            total = sum(p.numel() for p in module.parameters())
+            trained = sum(p.numel() for p in module.parameters() if p.requires_grad) if role in self.trainable_roles else 0
+            lines.append(f"  {role}: {type(module).__name__}, {trained / 1e6:.3f}M trainable / {total / 1e6:.3f}M parameters")
+        batch = self.train_loader.batch_size
+        lines.append(f"  data: {len(self.train_loader.dataset)} training items; batch {batch} x {d.world_size} "
+                     f"process(es) x {self.args.grad_accum} accumulated = {batch * d.world_size * self.args.grad_accum}")
+        start = f"from step {self.step} " if self.step else ""
+        lines.append(f"  steps: {start}to {self.args.max_steps}; checkpoints every {self.args.ckpt_every} in "
+                     f"{self.output_dir / 'ckpt'}; export to {self.output_dir / 'export'}")
+        return "\n".join(lines)
+
     def _loop(self) -> bool:
+        from tqdm import tqdm
+
         batches = self._batches()
         window: dict[str, list[float]] = defaultdict(list)
         tick = time.perf_counter()
-        while self.step < self.args.max_steps:
-            scalars = self._train_window([next(batches) for _ in range(self.args.grad_accum)])
-            self.step += 1
-            if self.ema is not None:
-                self.ema.update(self.step)
-            for k, v in scalars.items():
-                window[k].append(v)
-            self._last_scalars = scalars
-            for cb in self.callbacks:
-                cb(self)
-            if self.step % self.args.log_every == 0:
-                tick = self._log_window(window, tick)
-            if self._stop_requested():
-                return False
-            self._periodic()
+        # rate and ETA on rank 0 when stderr is a terminal (disable=None: off when redirected)
+        with tqdm(total=self.args.max_steps, initial=self.step, desc=self.name, unit="step",
+                  disable=None if self.is_main else True, dynamic_ncols=True) as bar:
+            while self.step < self.args.max_steps:
+                scalars = self._train_window([next(batches) for _ in range(self.args.grad_accum)])
+                self.step += 1
+                bar.update(1)
+                if self.ema is not None:
+                    self.ema.update(self.step)
+                for k, v in scalars.items():
+                    window[k].append(v)
+                self._last_scalars = scalars
+                for cb in self.callbacks:
+                    cb(self)
+                if self.step % self.args.log_every == 0 or self.step == 1:  # the first losses at once
+                    tick = self._log_window(window, tick)
+                if self._stop_requested():
+                    return False
+                self._periodic()
         return True
 
     def _periodic(self) -> None:
@@ -518,8 +551,12 @@ class BaseTrainer(ABC):
     def _write_export(self) -> Path:
         folder = self.output_dir / "export"
         if self.is_main:
+            from restorekit.hub import write_model_card
+
             with self.ema.swapped_in() if self.ema else contextlib.nullcontext():
                 self.export(folder)
+            if (folder / "config.yaml").is_file():  # a restorekit export: also a Hub model repo
+                write_model_card(folder)
             print(f"export written to {folder}", flush=True)
         distributed.barrier()
         return folder

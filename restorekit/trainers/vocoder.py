@@ -21,7 +21,7 @@ the discriminators run under autocast.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from restorekit.errors import ConfigError
 from restorekit.models.miipher2 import check_pair
 from restorekit.trainers import TRAINERS
-from restorekit.trainers.base import BaseTrainer, TrainerArgs
+from restorekit.trainers.base import BaseTrainer, TrainerArgs, setting
 from restorekit.trainers.gan import GanLosses, adversarial_step
 
 
@@ -39,9 +39,10 @@ class VocoderArgs(TrainerArgs):
     """Adds ``discriminators`` (the model roles that judge the vocoder), ``vocoder_segment_seconds``
     (null: train the vocoder on the whole segment) and ``target_peak`` (null: keep the data's level)."""
 
-    discriminators: list = field(default_factory=lambda: ["discriminators"])
-    vocoder_segment_seconds: float | None = None
-    target_peak: float | None = 0.9
+    discriminators: list = setting(["discriminators"], "model roles that judge the vocoder (their own optimizer)")
+    vocoder_segment_seconds: float | None = setting(
+        None, "random frame-aligned crop the vocoder trains on; the encoder sees the whole segment; null: no crop")
+    target_peak: float | None = setting(0.9, "peak each clean target (and its degraded input) is scaled to; null: as is")
 
 
 class _VocoderTrainer(BaseTrainer):
