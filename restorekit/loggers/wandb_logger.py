@@ -29,6 +29,8 @@ def resolve_mode(mode: str | None) -> str:
 class WandbLogger(Logger):
     """Weights & Biases run in `output_dir/wandb`; offline unless WANDB_API_KEY is set."""
 
+    requires = ("wandb",)
+
     def __init__(
         self,
         output_dir: str = ".",

@@ -27,6 +27,9 @@ class PocketsphinxAsr:
     """pocketsphinx's default US-English acoustic model, dictionary and language model, 16 kHz."""
 
     def __init__(self) -> None:
+        from restorekit.optional import check_installed
+
+        check_installed(("pocketsphinx",), "wer (its default pocketsphinx recogniser)")
         from pocketsphinx import Decoder
 
         self.decoder = Decoder(samprate=16000, loglevel="FATAL")
@@ -69,6 +72,8 @@ class WhisperAsr:
 @METRICS.register("wer")
 class Wer(Metric):
     """Word error rate (0 = perfect) of an ASR transcript vs the reference transcript, at 16 kHz; lower is better."""
+
+    requires = ("jiwer",)  # the default pocketsphinx backend is checked when it is chosen
 
     sample_rate = 16000
     keys = ("wer",)

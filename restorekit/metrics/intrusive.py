@@ -14,6 +14,7 @@ from restorekit.metrics.base import Metric, MetricFailure, is_silent
 
 class _Pesq(Metric):
     needs_reference = True
+    requires = ("pesq",)
     mode = "wb"
 
     def score(self, estimate: np.ndarray, reference: np.ndarray | None, sr: int) -> dict[str, float]:
@@ -51,6 +52,7 @@ class PesqNB(_Pesq):
 
 class _Stoi(Metric):
     needs_reference = True
+    requires = ("pystoi",)
     sample_rate = 10000  # pystoi's internal rate; resampling here keeps pystoi from doing it
     extended = False
 

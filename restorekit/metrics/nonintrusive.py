@@ -38,6 +38,7 @@ class Dnsmos(Metric):
 
     sample_rate = 16000
     needs_full_scale = True
+    requires = ("speechmos", "onnxruntime")
     keys = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
     def __init__(self, personalized: bool = False, num_threads: int = 1) -> None:
@@ -68,6 +69,7 @@ class Plcmos(Metric):
 
     sample_rate = 16000
     needs_full_scale = True
+    requires = ("speechmos", "onnxruntime")
     keys = ("plcmos",)
 
     def __init__(self, seed: int = 0, num_threads: int = 1) -> None:

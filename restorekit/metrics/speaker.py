@@ -39,6 +39,8 @@ def _import_resemblyzer():
 class SpeakerSimilarity(Metric):
     """Cosine similarity (-1..1) of resemblyzer speaker embeddings, at 16 kHz; reference required."""
 
+    requires = ("resemblyzer",)
+
     needs_reference = True
     sample_rate = 16000
     keys = ("speaker_similarity",)
