@@ -12,8 +12,8 @@ the best of each is reported with the CPU share it got, because other jobs share
 from __future__ import annotations
 
 import argparse
-import json
 import hashlib
+import json
 import os
 import resource
 import subprocess

@@ -16,7 +16,6 @@ from restorekit.hub import write_model_card
 from restorekit.inference import main as cli_restore
 from restorekit.models import MODELS
 from restorekit.models.export import save_export
-
 from test_models import EXAMPLES
 
 

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import tone
 from restorekit import audio
 from restorekit.errors import AudioError
-
-from conftest import tone
 
 # (extension, soundfile format, subtype, tolerance of the round trip)
 CODECS = [

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from test_trainers_base import TinyRegressionTrainer, record_update_grads, regression_cfg
 
 from restorekit.trainers import checkpoint
+from test_trainers_base import TinyRegressionTrainer, record_update_grads, regression_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")

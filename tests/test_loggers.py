@@ -5,12 +5,11 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import psutil
 import pytest
 
 from restorekit.errors import ConfigError
-from restorekit.loggers import LOGGERS, build_loggers
+from restorekit.loggers import build_loggers
 from restorekit.loggers.console import ConsoleLogger
 from restorekit.loggers.wandb_logger import resolve_mode
 from tests_helpers import offline_env

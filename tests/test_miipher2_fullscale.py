@@ -11,7 +11,6 @@ import torch
 
 from restorekit.errors import CheckpointError, ConfigError, TrainingError
 from restorekit.trainers import TRAINERS
-
 from test_trainers import VOCODER, stage1_cfg, vocoder_cfg
 
 

@@ -8,7 +8,6 @@ from safetensors.torch import load_file
 from restorekit.errors import CheckpointError
 from restorekit.models import MODELS
 from restorekit.models.export import load_export, save_export
-
 from test_models import EXAMPLES, TINY_WAV
 
 

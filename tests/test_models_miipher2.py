@@ -8,7 +8,6 @@ import torch
 from restorekit.errors import AudioError, ConfigError
 from restorekit.models import MODELS
 from restorekit.models.miipher2 import Miipher2, _merge
-
 from test_models import EXAMPLES
 
 SR = 16000

@@ -1,9 +1,9 @@
 """The install that `make test` builds: dependency lists agree, no torchaudio/torchcodec."""
 import importlib.metadata as md
 import re
-import tomllib
 
 import pytest
+import tomllib
 
 from tests_helpers import REPO
 

@@ -19,7 +19,6 @@ from safetensors.torch import load_file
 from restorekit.inference import main as infer
 from restorekit.models.export import load_export
 from restorekit.trainers import TRAINERS
-
 from test_ssl_cut import BACKBONES, _reference, _save_full
 from test_trainers import VOCODER, stage1_cfg, vocoder_cfg
 

@@ -14,7 +14,15 @@ import soundfile as sf
 
 from restorekit.datasets import DATASETS
 from restorekit.datasets.recipes import (
-    DNS_NOISE, LIBRITTS_R, VCTK, VOICEBANK_DEMAND, Archive, download, extract, main, prepare,
+    DNS_NOISE,
+    LIBRITTS_R,
+    VCTK,
+    VOICEBANK_DEMAND,
+    Archive,
+    download,
+    extract,
+    main,
+    prepare,
 )
 from restorekit.errors import DataError
 from tests_helpers import local_http_server

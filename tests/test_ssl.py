@@ -128,7 +128,7 @@ def test_trained_adapters_change_features_but_not_the_target():
     cleaner = _cleaner()
     wave = torch.randn(1, 16000)
     before = cleaner.target(wave, 16000)
-    for name, p in cleaner.named_parameters():
+    for p in cleaner.parameters():
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.1)
     with torch.no_grad():

@@ -6,7 +6,6 @@ import re
 import torch
 
 from restorekit.trainers import TRAINERS
-
 from test_trainers import stage1_cfg
 
 

@@ -9,8 +9,14 @@ from torch.utils.data import Dataset
 
 from restorekit.datasets import DATASETS
 from restorekit.datasets.base import (
-    SkipUnreadable, check_rate, check_roots, check_segment, load_segment, make_item,
-    pick_offset, stem_name,
+    SkipUnreadable,
+    check_rate,
+    check_roots,
+    check_segment,
+    load_segment,
+    make_item,
+    pick_offset,
+    stem_name,
 )
 from restorekit.datasets.manifest import Manifest, read_manifest
 from restorekit.errors import AudioError, DataError

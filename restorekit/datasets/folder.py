@@ -8,11 +8,18 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from restorekit.audio import check_sample_rate
 from restorekit.datasets import DATASETS
-from restorekit.datasets.base import check_roots, check_segment, load_segment, make_item, pick_offset, stem_name
+from restorekit.datasets.base import (
+    check_roots,
+    check_segment,
+    load_segment,
+    make_item,
+    pick_offset,
+    stem_name,
+)
 from restorekit.datasets.manifest import _probe, find_audio
 from restorekit.errors import DataError
-from restorekit.audio import check_sample_rate
 
 
 def probe_files(root: Path, rels: list[str], where: str) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:

@@ -211,7 +211,7 @@ class Manifest:
         self.durations, self.sample_rates = durations, sample_rates
 
     @classmethod
-    def from_paths(cls, root: Path, paths: Sequence[str], durations: np.ndarray, rates: np.ndarray) -> "Manifest":
+    def from_paths(cls, root: Path, paths: Sequence[str], durations: np.ndarray, rates: np.ndarray) -> Manifest:
         encoded = [p.encode("utf-8") for p in paths]
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         ends = np.cumsum(lengths)

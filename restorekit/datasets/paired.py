@@ -10,7 +10,14 @@ from torch.utils.data import Dataset
 from restorekit.audio import load
 from restorekit.datasets import DATASETS
 from restorekit.datasets.base import (
-    check_rate, check_roots, check_segment, fit_length, item_rng, make_item, pick_offset, stem_name,
+    check_rate,
+    check_roots,
+    check_segment,
+    fit_length,
+    item_rng,
+    make_item,
+    pick_offset,
+    stem_name,
 )
 from restorekit.datasets.folder import probe_files
 from restorekit.datasets.manifest import find_audio

@@ -33,7 +33,7 @@ class Logger(ABC):
     def close(self) -> None:
         """Nothing to release by default."""
 
-    def __enter__(self) -> "Logger":
+    def __enter__(self) -> Logger:
         return self
 
     def __exit__(self, *exc: object) -> None:

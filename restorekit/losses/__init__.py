@@ -11,9 +11,9 @@ from restorekit.registry import Registry
 
 LOSSES = Registry("losses")
 
+from restorekit.errors import ConfigError  # noqa: E402
 from restorekit.losses import adversarial, feature, spectral  # noqa: E402,F401  (registers)
 from restorekit.losses.base import GANLoss, Loss, WeightedLoss  # noqa: E402
-from restorekit.errors import ConfigError  # noqa: E402
 
 
 def build_losses(nodes: Iterable[Any] | None, where: str = "losses", **injected: Any) -> list[WeightedLoss]:

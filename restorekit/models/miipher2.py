@@ -74,7 +74,7 @@ class Miipher2(nn.Module):
         self.eval()
 
     @classmethod
-    def from_export(cls, directory: str | Path, **kwargs: Any) -> "Miipher2":
+    def from_export(cls, directory: str | Path, **kwargs: Any) -> Miipher2:
         """A restorer from an export folder holding ``feature_cleaner`` and ``vocoder``."""
         from restorekit.models.export import load_export
 

@@ -128,7 +128,7 @@ class BaseTrainer(ABC):
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "BaseTrainer":
+    def from_config(cls, cfg: DictConfig) -> BaseTrainer:
         return cls(cfg)
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -150,7 +150,7 @@ class BaseTrainer(ABC):
         self.validator = Validator(self)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.nonfinite_total, self.nonfinite_in_a_row = 0, 0
-        self.callbacks: list[Callable[["BaseTrainer"], None]] = []
+        self.callbacks: list[Callable[[BaseTrainer], None]] = []
         self._stop_signal: int | None = None
         if self.resume_from is not None:
             self.load_checkpoint(self.resume_from)

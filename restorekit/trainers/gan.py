@@ -24,13 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover
 class GanLosses:
     """The config's loss list sorted by what each loss compares."""
 
-    waveform: list["LossTerm"]  # loss(fake wave, real wave)
-    adversarial: list["LossTerm"]  # GANLoss: generator(fake logits) / discriminator(real, fake)
-    feature_matching: list["LossTerm"]  # loss(fake feature maps, real feature maps)
-    discriminator: list["LossTerm"]  # GANLoss terms whose .discriminator() trains D
+    waveform: list[LossTerm]  # loss(fake wave, real wave)
+    adversarial: list[LossTerm]  # GANLoss: generator(fake logits) / discriminator(real, fake)
+    feature_matching: list[LossTerm]  # loss(fake feature maps, real feature maps)
+    discriminator: list[LossTerm]  # GANLoss terms whose .discriminator() trains D
 
     @classmethod
-    def split(cls, terms: list["LossTerm"], d_terms: list["LossTerm"] | None = None) -> "GanLosses":
+    def split(cls, terms: list[LossTerm], d_terms: list[LossTerm] | None = None) -> GanLosses:
         """Sort generator-side ``terms``; D's objective is ``d_terms`` when given, else G's GAN terms."""
         adv = [t for t in terms if isinstance(t.fn, GANLoss)]
         fm = [t for t in terms if isinstance(t.fn, FeatureMatchingLoss)]
@@ -39,7 +39,7 @@ class GanLosses:
         return cls(wave, adv, fm, disc)
 
 
-def discriminate(trainer: "BaseTrainer", roles: list[str], wave: torch.Tensor, wrapped: bool
+def discriminate(trainer: BaseTrainer, roles: list[str], wave: torch.Tensor, wrapped: bool
                  ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     """Logits and feature maps of every discriminator role, concatenated in role order."""
     logits: list[torch.Tensor] = []
@@ -52,7 +52,7 @@ def discriminate(trainer: "BaseTrainer", roles: list[str], wave: torch.Tensor, w
     return logits, fmaps
 
 
-def adversarial_step(trainer: "BaseTrainer", losses: GanLosses, d_roles: list[str],
+def adversarial_step(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
                      fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     """Discriminator update on detached ``fake``, then the generator's losses and update.
 
@@ -79,7 +79,7 @@ def adversarial_step(trainer: "BaseTrainer", losses: GanLosses, d_roles: list[st
     return scalars
 
 
-def _discriminator_update(trainer: "BaseTrainer", losses: GanLosses, d_roles: list[str],
+def _discriminator_update(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
                           fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     with trainer.autocast():
         real_logits, _ = discriminate(trainer, d_roles, real, wrapped=True)
@@ -97,7 +97,7 @@ def _discriminator_update(trainer: "BaseTrainer", losses: GanLosses, d_roles: li
     return scalars
 
 
-def _generator_adversarial(trainer: "BaseTrainer", losses: GanLosses, d_roles: list[str],
+def _generator_adversarial(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
                            fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     with trainer.autocast():
         with torch.no_grad():

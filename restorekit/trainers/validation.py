@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class Validator:
     """Holds the validation loader and metrics of a trainer; ``run(step)`` logs and returns scalars."""
 
-    def __init__(self, trainer: "BaseTrainer") -> None:
+    def __init__(self, trainer: BaseTrainer) -> None:
         self.trainer = trainer
         self.loader = self._build_loader() if trainer.is_main else None
         self.metrics = self._build_metrics() if trainer.is_main else {}
