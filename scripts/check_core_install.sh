@@ -20,6 +20,7 @@ make_venv() {  # make_venv DIR EXTRAS
 make_venv "$WORK/core" ""
 PY=$WORK/core/bin/python
 cd "$WORK"  # run from outside the source tree, so the installed package is what is imported
+rm -rf out restored sg in.wav  # a rerun in the same folder starts over
 $PY -c "import restorekit, sys; assert 'torch' not in sys.modules; print('import ok', restorekit.__version__)"
 for i in 1 2 3; do
   extra=()
