@@ -64,7 +64,7 @@ def check_finite_tensors(tensors: Mapping[str, torch.Tensor], what: str) -> None
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(
-                f"{what}: weight '{name}' holds NaN/Inf, so it was not written (the previous checkpoint is kept); "
+                f"{what}: weight '{name}' holds NaN/Inf, so nothing was written (what was there before is kept); "
                 "training diverged: resume from the last checkpoint with a lower learning rate or fp32/bf16"
             )
 
