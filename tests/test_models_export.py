@@ -135,7 +135,7 @@ def test_a_failed_export_write_keeps_the_previous_export_and_leaves_no_temporary
     mods = _both_roles(cfg)
     with torch.no_grad():
         next(mods["vocoder"].parameters())[0] = float("nan")
-    with pytest.raises(CheckpointError, match=r"weight '.*' holds NaN/Inf, so it was not written"):
+    with pytest.raises(CheckpointError, match=r"weight '.*' holds NaN/Inf, so nothing was written"):
         save_export(tmp_path / "export", cfg, mods)
     assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
