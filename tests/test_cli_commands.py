@@ -122,3 +122,15 @@ def test_a_typo_in_a_role_this_stage_does_not_build_fails_at_start(capsys, tmp_p
                  "models.discriminators.args.members.0.args.periods=[2, 3]",
                  "+models.discriminators.args.members.1.args.depht=2"]) == 2
     assert "models.discriminators.args.members[1].args.depht: models 'ms_stft' has no argument" in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_one_line_for_train_too(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    assert main(["train", f"exp.config_path={REPO}/configs/quickstart/stage1.yaml", "exp.device=cuda",
+                 f"exp.output_dir={tmp_path / 'never'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: exp.device is 'cuda' but no CUDA device is visible; use exp.device=cpu or auto"]
+    assert not (tmp_path / "never").exists()
