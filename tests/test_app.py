@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 import socket
 import sys
 from pathlib import Path
@@ -18,8 +17,8 @@ from restorekit.app import Demo, build_app, launch
 from restorekit.cli import main
 from restorekit.datasets.demo import demo_corpus_dir
 from restorekit.errors import ConfigError
+from tests_helpers import headless_chromium
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 OFFERED = ["identity", "spectral_gating", "webrtc_ns"]
 CHOSEN = ["identity", "spectral_gating"]
 
@@ -102,22 +101,9 @@ def served(demo):
 
 @pytest.fixture
 def chromium(tmp_path):
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()) or shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/install_system_deps.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path / "profile", "--autoplay-policy=no-user-gesture-required") as driver:
+        driver.set_script_timeout(30)
+        yield driver
 
 
 FETCH_B64 = """const done = arguments[arguments.length - 1];

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -12,9 +11,8 @@ import pytest
 from restorekit.evaluation import main
 from restorekit.evaluation_report import best_per_column
 from test_evaluate import args, make_set
-from tests_helpers import local_http_server
+from tests_helpers import headless_chromium, local_http_server
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ENHANCERS = "enhancers={identity: {name: identity}, gated: {name: spectral_gating}, webrtc: {name: webrtc_ns}}"
 
 
@@ -63,21 +61,8 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def browser(tmp_path):
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()) or shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/install_system_deps.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path / "profile") as driver:
+        yield driver
 
 
 def test_report_page_in_headless_chromium(report, served, browser):

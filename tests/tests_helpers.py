@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def offline_env(**extra: str) -> dict[str, str]:
@@ -37,3 +38,30 @@ def local_http_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def headless_chromium(profile: Path, *flags: str) -> Iterator:
+    """Debian's Chromium, headless, driven by Selenium, with the browser console logged. Skips
+    when it is not installed (conftest turns that skip into a failure under CI=true)."""
+    import shutil
+
+    import pytest
+
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()) or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/install_system_deps.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", *flags):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
