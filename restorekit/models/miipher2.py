@@ -161,7 +161,8 @@ def activity_gate(x: np.ndarray, sr: int, out_len: int, silence_dbfs: float) -> 
     """(out_len,) gain in [0, 1]: 1 where the input ``x`` at ``sr`` Hz is active, 0 where it is silent.
 
     A 50 ms window is active when its RMS is above ``silence_dbfs``; activity is extended by
-    100 ms each side (soft onsets and decays are not cut) and its edges ramp over one window.
+    100 ms each side (soft onsets and decays are not cut), and the gain ramps linearly between
+    window centres. Worked out per window, then interpolated to the output: O(length).
     Written by hand: a fixed-threshold energy gate, not a voice-activity detector (a VAD would
     mute noise-only input, which restoration should still get to see and judge).
     """
@@ -170,14 +171,11 @@ def activity_gate(x: np.ndarray, sr: int, out_len: int, silence_dbfs: float) -> 
     padded = np.zeros(frames * win, dtype=np.float64)
     padded[: len(x)] = x
     rms_db = 10 * np.log10(np.mean(padded.reshape(frames, win) ** 2, axis=1) + 1e-20)
-    active = (rms_db > silence_dbfs).astype(np.float64)
     reach = round(_GATE_HANGOVER / _GATE_WINDOW)
-    active = np.convolve(active, np.ones(2 * reach + 1), mode="same") > 0
-    per_sample = np.repeat(active.astype(np.float64), win)[: len(x)]
-    ramp = np.ones(win) / win
-    smooth = np.clip(np.convolve(per_sample, ramp, mode="same"), 0.0, 1.0)
-    positions = np.linspace(0, len(x) - 1, out_len) if out_len > 1 else np.zeros(out_len)
-    return np.interp(positions, np.arange(len(x)), smooth).astype(np.float32)
+    active = np.convolve((rms_db > silence_dbfs).astype(np.float64), np.ones(2 * reach + 1), mode="same") > 0
+    centres = (np.arange(frames) + 0.5) * win  # input samples
+    positions = (np.arange(out_len) + 0.5) * len(x) / max(out_len, 1)
+    return np.interp(positions, centres, active.astype(np.float64)).astype(np.float32)
 
 
 def _as_tensor(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
