@@ -46,25 +46,15 @@ class Restorer:
 
     def __call__(self, wave: Any, sr: int) -> tuple[np.ndarray, int]:
         """Restore mono audio ``(T,)`` (numpy or torch) at ``sr`` Hz -> ``(float32 (T'), rate)``."""
-        from restorekit.enhancers.chunking import enhance_in_chunks
-        from restorekit.inference import _fit_full_scale
-
-        wave = _as_mono(wave)
-        if len(wave) > self.chunk_seconds * sr and not self.enhancer.chunks_internally:
-            out, out_sr = enhance_in_chunks(self.enhancer, wave, sr, self.chunk_seconds, self.overlap_seconds)
-        else:
-            out, out_sr = self.enhancer(wave, sr)
-        return _fit_full_scale(out)[0], int(out_sr)
+        return self.enhance_batch([wave], sr)[0]
 
     def enhance_batch(self, waves: Sequence[Any], sr: int) -> list[tuple[np.ndarray, int]]:
         """Restore several recordings at ``sr`` Hz; outputs in input order, each its own length."""
-        from restorekit.inference import _fit_full_scale
+        from restorekit.inference import enhance_recordings, fit_full_scale
 
-        waves = [_as_mono(w) for w in waves]
-        long = [len(w) > self.chunk_seconds * sr and not self.enhancer.chunks_internally for w in waves]
-        short = self.enhancer.enhance_batch([(w, sr) for w, is_long in zip(waves, long) if not is_long])
-        batched = iter(short)
-        return [self(w, sr) if is_long else _fitted(next(batched), _fit_full_scale) for w, is_long in zip(waves, long)]
+        items = [(_as_mono(w), sr) for w in waves]
+        outputs = enhance_recordings(self.enhancer, items, self.chunk_seconds, self.overlap_seconds)
+        return [(fit_full_scale(out)[0], int(out_sr)) for out, out_sr in outputs]
 
     def restore_file(self, src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
         """Restore the audio file ``src`` into ``dst`` (format from its suffix); never overwrites ``src``."""
@@ -74,10 +64,6 @@ class Restorer:
         wave, sr = audio.load(src)
         out, out_sr = self(wave, sr)
         return audio.save(dst, out, out_sr, overwrite=overwrite)
-
-
-def _fitted(item: tuple[np.ndarray, int], fit) -> tuple[np.ndarray, int]:
-    return fit(item[0])[0], int(item[1])
 
 
 def _as_mono(wave: Any) -> np.ndarray:

@@ -273,16 +273,12 @@ class Runner:
         self._record(job, "failed", f"{type(exc).__name__}: {one_line(exc)}")
 
     def _enhance(self, batch: list[tuple[Job, np.ndarray, int]]) -> list[tuple[np.ndarray, int]]:
-        from restorekit.enhancers.chunking import enhance_in_chunks
-
-        _, wave, sr = batch[0]
-        if len(batch) == 1 and self._is_long(wave, sr) and not self.enhancer.chunks_internally:
-            chunk = self.cfg.chunk
-            return [enhance_in_chunks(self.enhancer, wave, sr, float(chunk.seconds), float(chunk.overlap))]
-        return self.enhancer.enhance_batch([(w, s) for _, w, s in batch])
+        chunk = self.cfg.chunk
+        return enhance_recordings(self.enhancer, [(w, s) for _, w, s in batch], float(chunk.seconds),
+                                  float(chunk.overlap))
 
     def _write(self, job: Job, out: np.ndarray, out_sr: int, seconds: float) -> None:
-        out, note = _fit_full_scale(out)
+        out, note = fit_full_scale(out)
         try:
             audio.save(job.target, out, out_sr, overwrite=bool(self.cfg.overwrite))
         except RestorekitError as exc:
@@ -346,7 +342,22 @@ def report(summary: Summary, output_dir: Path) -> Path:
     return path
 
 
-def _fit_full_scale(out: np.ndarray, ceiling: float = 0.99) -> tuple[np.ndarray, str]:
+def enhance_recordings(enhancer, items: list[tuple[np.ndarray, int]], chunk_seconds: float,
+                       overlap_seconds: float) -> list[tuple[np.ndarray, int]]:
+    """``(wave, sr)`` recordings restored in input order: those longer than ``chunk_seconds`` one
+    at a time in overlapping chunks (unless the enhancer bounds its own memory), the rest in one
+    ``enhance_batch`` call. The command line and ``restorekit.load`` both restore through this."""
+    from restorekit.enhancers.chunking import enhance_in_chunks
+
+    def is_long(wave: np.ndarray, sr: int) -> bool:
+        return len(wave) > chunk_seconds * sr and not enhancer.chunks_internally
+
+    short = iter(enhancer.enhance_batch([(w, s) for w, s in items if not is_long(w, s)]))
+    return [enhance_in_chunks(enhancer, w, s, chunk_seconds, overlap_seconds) if is_long(w, s) else next(short)
+            for w, s in items]
+
+
+def fit_full_scale(out: np.ndarray, ceiling: float = 0.99) -> tuple[np.ndarray, str]:
     """Scale a file whose peak exceeds full scale down to ``ceiling``, with a note saying so.
 
     PCM cannot hold samples beyond +-1; hard clipping would add distortion that metrics (and
