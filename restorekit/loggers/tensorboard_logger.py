@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from restorekit.errors import ConfigError
 from restorekit.loggers import LOGGERS
 from restorekit.loggers.base import Logger
 
@@ -24,13 +23,8 @@ class TensorBoardLogger(Logger):
     requires = ("tensorboard",)
 
     def __init__(self, output_dir: str = ".", subdir: str = "tensorboard", flush_secs: int = 30) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise ConfigError(
-                "exp.logger: the tensorboard logger needs the tensorboard package; "
-                "pip install 'restorekit[tensorboard]' (or tensorboard), or use exp.logger=console"
-            ) from exc
+        from torch.utils.tensorboard import SummaryWriter  # `requires` made Registry.build check it
+
         self.log_dir = Path(output_dir) / subdir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=int(flush_secs))
