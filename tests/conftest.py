@@ -59,3 +59,15 @@ def tone(sr: int, seconds: float = 1.0, freq: float = 440.0, amp: float = 0.5) -
 @pytest.fixture
 def make_tone():
     return tone
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: the tiny models train faster that way on a shared,
+    loaded 2-core machine, where extra threads only contend (a test took 3x longer with them)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from restorekit.loggers import build_loggers
 from restorekit.trainers import TRAINERS
@@ -36,10 +35,9 @@ def test_scalars_audio_images_and_config_read_back(tmp_path):
     assert "config/text_summary" in acc.Tags()["tensors"]
 
 
-def test_a_training_run_logs_its_losses_to_tensorboard(tmp_path):
+def test_a_training_run_logs_its_losses_to_tensorboard(one_thread, tmp_path):
     from test_trainers import stage1_cfg
 
-    torch.set_num_threads(1)
     cfg = stage1_cfg(tmp_path, max_steps=2, log_every=1, export=False)
     cfg.exp.logger = "tensorboard"
     TRAINERS.get("miipher2_feature_cleaner").from_config(cfg).fit()

@@ -13,13 +13,7 @@ from restorekit.errors import CheckpointError, ConfigError, TrainingError
 from restorekit.trainers import TRAINERS
 from test_trainers import VOCODER, stage1_cfg, vocoder_cfg
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(tr) -> dict:

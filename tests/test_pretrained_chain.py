@@ -26,12 +26,7 @@ from test_trainers import VOCODER, stage1_cfg, vocoder_cfg
 VARIANTS = ["w2v_bert2", "hubert_large", "wavlm_large", "gemma3n_audio"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cleaner(folder, variant: str) -> dict:

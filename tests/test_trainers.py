@@ -59,14 +59,7 @@ def vocoder_cfg(tmp_path, trainer="miipher2_vocoder_pretrain", **args):
     return base_cfg(tmp_path, trainer, models, losses, optimizers, discriminators=["mpd"], **args)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are too small to gain from more, and on a shared,
-    loaded 2-core machine extra threads only contend (a test took 3x longer with them)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class LossLog:

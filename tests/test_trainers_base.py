@@ -23,15 +23,7 @@ from restorekit.trainers.base import BaseTrainer, role_seed
 from restorekit.trainers.gan import GanLosses, adversarial_step
 from restorekit.trainers.resume import config_for_train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these modules are tiny, and on a shared, loaded 2-core machine
-    extra threads only contend (backward passes ran several times slower with them)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyDisc(nn.Module):

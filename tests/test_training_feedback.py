@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from restorekit.trainers import TRAINERS
 from test_trainers import stage1_cfg
 
 
-def test_banner_first_losses_and_model_card(tmp_path, capsys):
+def test_banner_first_losses_and_model_card(one_thread, tmp_path, capsys):
     """Catches a silent start (no banner), losses first shown only at log_every, and an export
     without its model card."""
-    torch.set_num_threads(1)
     trainer = TRAINERS.get("miipher2_feature_cleaner").from_config(stage1_cfg(tmp_path, max_steps=3, log_every=50))
     export = trainer.fit()
     out = capsys.readouterr().out
