@@ -116,6 +116,55 @@ def check_rate(sample_rate: int, where: str) -> int:
         raise ConfigError(str(exc)) from exc
 
 
+def check_context(context_seconds: float | None, hop_seconds: float | None, segment_seconds: float | None,
+                  sample_rate: int, where: str) -> int | None:
+    """Validate the context options; returns the offset step in samples (None: no context)."""
+    if context_seconds is None:
+        return None
+    if segment_seconds is None:
+        raise ConfigError(f"{where}.context_seconds={context_seconds} needs segment_seconds: the segment is cropped "
+                          "from the context row; set segment_seconds (e.g. 0.512) or context_seconds: null")
+    if not context_seconds >= segment_seconds:
+        raise ConfigError(f"{where}.context_seconds ({context_seconds} s) must be >= segment_seconds "
+                          f"({segment_seconds} s): the segment is cropped from the context row; raise "
+                          "context_seconds (FINALLY: 4.096) or lower segment_seconds")
+    return _hop_samples(hop_seconds, sample_rate, where)
+
+
+def _hop_samples(hop_seconds: float | None, sample_rate: int, where: str) -> int:
+    if hop_seconds is None:
+        return 1
+    hop = hop_seconds * sample_rate
+    if not hop_seconds > 0 or abs(hop - round(hop)) > 1e-6:
+        raise ConfigError(f"{where}.context_hop_seconds={hop_seconds} must be > 0 and a whole number of samples at "
+                          f"sample_rate={sample_rate} Hz (it is {hop:g}); use e.g. 0.016 (256 samples at 16 kHz) "
+                          "at 16/24/32/48 kHz, or null for any sample offset")
+    return int(round(hop))
+
+
+def context_offset(row_len: int, seg_len: int, hop: int, rng: np.random.Generator | None) -> int:
+    """Start (samples) of a ``seg_len`` window in a ``row_len`` row: a multiple of ``hop``.
+
+    ``rng`` None means validation: the grid position nearest the centre, the same every time.
+    """
+    slots = max(0, row_len - seg_len) // hop  # grid positions after the first
+    k = slots // 2 if rng is None else int(rng.integers(0, slots + 1))
+    return k * hop
+
+
+def context_item(clean_row: np.ndarray, degraded_row: np.ndarray, offset: int, seg_len: int, sr: int, name: str,
+                 degradations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The contract item cut from a row, plus ``context`` (the whole degraded row, float32 ``(Tc,)``)
+    and ``context_offset`` (where the segment starts in it, samples)."""
+    assert len(clean_row) == len(degraded_row), f"{name}: rows differ ({len(clean_row)} vs {len(degraded_row)})"
+    assert 0 <= offset and offset + seg_len <= len(degraded_row), f"{name}: segment at {offset} leaves the row"
+    end = offset + seg_len
+    context = torch.from_numpy(np.ascontiguousarray(degraded_row, dtype=np.float32))
+    # Copies: the segment must not share memory with the context (an in-place edit of one would change both).
+    return make_item(clean_row[offset:end].copy(), degraded_row[offset:end].copy(), sr, name, degradations,
+                     context=context, context_offset=int(offset))
+
+
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """A generator that depends only on (seed, epoch, index): same item, same draw, in any worker."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))

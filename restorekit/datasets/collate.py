@@ -21,6 +21,8 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Items -> ``{"clean": (B, T), "degraded": (B, T), "lengths": (B,), "sr", "names", "degradations"}``.
 
     ``clean`` is present only when every item has it (``audio_folder`` gives inputs only).
+    Items with ``context`` (FINALLY's WavLM row) add ``context`` (B, Tc_max) zero-padded,
+    ``context_lengths`` LongTensor (B,) and ``context_offset`` LongTensor (B,) (samples).
     Extra per-item values (e.g. ``path``) come back as lists under the same key.
     """
     if not items:
@@ -39,7 +41,23 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     if all("clean" in it for it in items):
         batch["clean"] = pad_stack([it["clean"] for it in items])
-    known = {"clean", "degraded", "sr", "name", "degradations"}
+    batch.update(_context(items))
+    known = {"clean", "degraded", "sr", "name", "degradations", "context", "context_offset"}
     for key in sorted({k for it in items for k in it} - known):
         batch[key] = [it.get(key) for it in items]
     return batch
+
+
+def _context(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The context keys of a batch: all items have a context, or none does."""
+    has = [it["name"] for it in items if "context" in it]
+    if not has:
+        return {}
+    if len(has) < len(items):
+        raise DataError(f"cannot batch items with and without context (with: {has}); give every dataset "
+                        "in the loader the same context_seconds")
+    return {
+        "context": pad_stack([it["context"] for it in items]),
+        "context_lengths": torch.tensor([len(it["context"]) for it in items], dtype=torch.long),
+        "context_offset": torch.tensor([int(it["context_offset"]) for it in items], dtype=torch.long),
+    }

@@ -7,12 +7,17 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from restorekit.audio import load
 from restorekit.datasets import DATASETS
 from restorekit.datasets.base import (
     SkipUnreadable,
+    check_context,
     check_rate,
     check_roots,
     check_segment,
+    context_item,
+    context_offset,
+    fit_length,
     load_segment,
     make_item,
     pick_offset,
@@ -64,15 +69,26 @@ class DegradedSpeech(Dataset):
     ``short``: clips shorter than a segment are zero-padded (pad) or left out (drop).
     Training draws windows and degradations from (seed, epoch, index); ``validation`` fixes
     them per index (centred window, epoch 0). ``num_items`` keeps an evenly spread subset.
+
+    ``context_seconds`` (FINALLY's WavLM context; null: off): a row that long is read and
+    degraded whole (noise, reverb, codec run continuously through it), then the same
+    ``segment_seconds`` window is cut from the clean and degraded rows at a random start that
+    is a multiple of ``context_hop_seconds`` (0.016 s = 256 samples at 16 kHz; null: any
+    sample). Items then also carry ``context`` (the degraded row, float32 (Tc,), Tc <=
+    context_seconds * sample_rate, shorter for short files) and ``context_offset`` (int, the
+    segment's first sample in it): degraded == context[context_offset:context_offset + T].
     """
 
     def __init__(self, roots: list[str] | str, sample_rate: int, degradations: dict | None = None,
                  segment_seconds: float | None = 4.0, min_duration: float = 0.0, max_duration: float | None = None,
                  short: str = "pad", validation: bool = False, seed: int = 0, num_items: int | None = None,
-                 build_manifest: bool = True) -> None:
+                 build_manifest: bool = True, context_seconds: float | None = None,
+                 context_hop_seconds: float | None = 0.016) -> None:
         where = "degraded_speech"
         self.sample_rate = check_rate(sample_rate, where)
         check_segment(segment_seconds, short, where)
+        self.context_seconds = context_seconds
+        self.context_hop = check_context(context_seconds, context_hop_seconds, segment_seconds, self.sample_rate, where)
         self.segment_seconds, self.validation, self.seed, self.epoch = segment_seconds, validation, int(seed), 0
         manifests = [read_manifest(r, build_missing=build_manifest) for r in check_roots(roots, where)]
         self.index = CorpusIndex(manifests, [self._keep(m, min_duration, max_duration, short) for m in manifests])
@@ -129,6 +145,8 @@ class DegradedSpeech(Dataset):
         from restorekit.augmentations.chain import sample_rng
 
         rng = sample_rng(self.seed, 0 if self.validation else self.epoch, index)
+        if self.context_hop is not None:
+            return self._context_item(rng, j, root, rel)
         offset = pick_offset(float(self.index.durations[j]), self.segment_seconds, None if self.validation else rng)
         clean = load_segment(root / rel, self.sample_rate, offset, self.segment_seconds)
         if self.chain is None:
@@ -137,3 +155,19 @@ class DegradedSpeech(Dataset):
         return make_item(clean, degraded, self.sample_rate, stem_name(rel), params.get("applied", []))
 
 
+
+    def _context_item(self, rng: np.random.Generator, j: int, root: Path, rel: str) -> dict[str, Any]:
+        """A row of context_seconds, degraded whole; the segment cut from the clean and degraded rows."""
+        draw = None if self.validation else rng
+        sr, seg_len = self.sample_rate, int(round(self.segment_seconds * self.sample_rate))
+        start = pick_offset(float(self.index.durations[j]), self.context_seconds, draw)
+        row, _ = load(root / rel, sr=sr, offset=start, duration=self.context_seconds)
+        row = row[: int(round(self.context_seconds * sr))]  # resampling may round one sample over
+        row = fit_length(row, max(len(row), seg_len))  # a clip shorter than the segment is padded (short: pad)
+        offset = context_offset(len(row), seg_len, self.context_hop, draw)  # drawn before the chain: same crop
+        applied: list[dict[str, Any]] = []
+        degraded = row.copy()
+        if self.chain is not None:
+            degraded, params = self.chain(row, sr, rng)
+            applied = params.get("applied", [])
+        return context_item(row, degraded, offset, seg_len, sr, stem_name(rel), applied)

@@ -138,12 +138,16 @@ def _publish(tmp: Path, corpus: Path) -> None:
 @DATASETS.register("demo_speech")
 def demo_speech(sample_rate: int, split: str = "train", segment_seconds: float | None = 2.0,
                 degradations: dict | None = None, short: str = "pad", seed: int = 0,
-                cache_dir: str | None = None) -> DegradedSpeech:
+                cache_dir: str | None = None, context_seconds: float | None = None,
+                context_hop_seconds: float | None = 0.016) -> DegradedSpeech:
     """The embedded eSpeak NG demo corpus (32 train / 8 valid utterances) as degraded_speech items.
 
     Synthesized on first use and cached (see ``cache_dir`` / $RESTOREKIT_DEMO_DIR). ``split``
-    valid is deterministic per index. Items: clean/degraded float32 (time,) at sample_rate Hz.
+    valid is deterministic per index. Items: clean/degraded float32 (time,) at sample_rate Hz;
+    with ``context_seconds`` also ``context``/``context_offset`` (see degraded_speech; the
+    utterances are 2-4 s, so a 4.096 s row is the whole utterance).
     """
     root = demo_corpus_dir(split, cache_dir)
     return DegradedSpeech(roots=[str(root)], sample_rate=sample_rate, degradations=degradations,
-                          segment_seconds=segment_seconds, short=short, validation=(split == "valid"), seed=seed)
+                          segment_seconds=segment_seconds, short=short, validation=(split == "valid"), seed=seed,
+                          context_seconds=context_seconds, context_hop_seconds=context_hop_seconds)

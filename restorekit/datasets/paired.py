@@ -10,9 +10,12 @@ from torch.utils.data import Dataset
 from restorekit.audio import load
 from restorekit.datasets import DATASETS
 from restorekit.datasets.base import (
+    check_context,
     check_rate,
     check_roots,
     check_segment,
+    context_item,
+    context_offset,
     fit_length,
     item_rng,
     make_item,
@@ -59,13 +62,20 @@ class PairedFolders(Dataset):
     Files pair by relative path (suffix ignored); unmatched files are an error that lists them.
     ``segment_seconds`` null gives whole files; otherwise one window at the same offset in both
     (random per ``seed``/epoch/index, centred in validation). ``short``: pad or drop shorter pairs.
+    ``context_seconds`` (null: off) reads a row that long from both files and cuts the segment
+    from it at a multiple of ``context_hop_seconds`` (s; null: any sample); items also carry
+    ``context`` (the degraded row, float32 (Tc,)) and ``context_offset`` (int, samples), as in
+    ``degraded_speech``.
     """
 
     def __init__(self, degraded_dir: str, clean_dir: str, sample_rate: int, segment_seconds: float | None = None,
-                 short: str = "pad", validation: bool = False, seed: int = 0) -> None:
+                 short: str = "pad", validation: bool = False, seed: int = 0, context_seconds: float | None = None,
+                 context_hop_seconds: float | None = 0.016) -> None:
         where = "paired_folders"
         self.sample_rate = check_rate(sample_rate, where)
         check_segment(segment_seconds, short, where)
+        self.context_seconds = context_seconds
+        self.context_hop = check_context(context_seconds, context_hop_seconds, segment_seconds, self.sample_rate, where)
         self.degraded_dir, self.clean_dir = check_roots([degraded_dir, clean_dir], where)
         self.segment_seconds, self.validation, self.seed, self.epoch = segment_seconds, validation, seed, 0
         pairs = match_pairs(self.degraded_dir, self.clean_dir)
@@ -89,17 +99,33 @@ class PairedFolders(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        deg_rel, cln_rel = self.pairs[index]
         rng = None if self.validation else item_rng(self.seed, self.epoch, index)
+        if self.context_hop is not None:
+            return self._context_item(index, rng)
         offset = pick_offset(float(self.durations[index]), self.segment_seconds, rng)
         sr, seg = self.sample_rate, self.segment_seconds
-        degraded, _ = load(self.degraded_dir / deg_rel, sr=sr, offset=offset, duration=seg)
-        clean, _ = load(self.clean_dir / cln_rel, sr=sr, offset=offset, duration=seg)
-        degraded, clean = self._align(degraded, clean, deg_rel)
+        degraded, clean = self._load_pair(index, offset, seg)
         if seg is not None:
             n = int(round(seg * sr))
             degraded, clean = fit_length(degraded, n), fit_length(clean, n)
-        return make_item(clean, degraded, sr, stem_name(deg_rel), [])
+        return make_item(clean, degraded, sr, stem_name(self.pairs[index][0]), [])
+
+    def _context_item(self, index: int, rng: np.random.Generator | None) -> dict[str, Any]:
+        """Rows of context_seconds from both files; the segment cut from them at the same offset."""
+        sr, seg_len = self.sample_rate, int(round(self.segment_seconds * self.sample_rate))
+        start = pick_offset(float(self.durations[index]), self.context_seconds, rng)
+        degraded, clean = self._load_pair(index, start, self.context_seconds)
+        row_len = max(min(len(degraded), int(round(self.context_seconds * sr))), seg_len)
+        degraded, clean = fit_length(degraded, row_len), fit_length(clean, row_len)
+        offset = context_offset(row_len, seg_len, self.context_hop, rng)
+        return context_item(clean, degraded, offset, seg_len, sr, stem_name(self.pairs[index][0]), [])
+
+    def _load_pair(self, index: int, offset: float, seconds: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """(degraded, clean) from ``offset`` s for ``seconds`` (None: to the end), resampled and aligned."""
+        deg_rel, cln_rel = self.pairs[index]
+        degraded, _ = load(self.degraded_dir / deg_rel, sr=self.sample_rate, offset=offset, duration=seconds)
+        clean, _ = load(self.clean_dir / cln_rel, sr=self.sample_rate, offset=offset, duration=seconds)
+        return self._align(degraded, clean, deg_rel)
 
     def _align(self, degraded: np.ndarray, clean: np.ndarray, rel: str) -> tuple[np.ndarray, np.ndarray]:
         if abs(len(degraded) - len(clean)) > MAX_MISALIGN_S * self.sample_rate:
