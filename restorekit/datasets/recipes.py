@@ -221,13 +221,17 @@ VOICEBANK_DEMAND = Recipe(
     name="VoiceBank-DEMAND",
     archives={
         "train": (Archive(f"{_VB}/clean_trainset_28spk_wav.zip"), Archive(f"{_VB}/noisy_trainset_28spk_wav.zip")),
+        "train56": (Archive(f"{_VB}/clean_trainset_56spk_wav.zip"), Archive(f"{_VB}/noisy_trainset_56spk_wav.zip")),
         "test": (Archive(f"{_VB}/clean_testset_wav.zip"), Archive(f"{_VB}/noisy_testset_wav.zip")),
     },
     index={"train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
+           "train56": ("clean_trainset_56spk_wav", "noisy_trainset_56spk_wav"),
            "test": ("clean_testset_wav", "noisy_testset_wav")},
     default_subsets=("test",),
     speaker_pattern=r"^(?P<speaker>p\d+)_",
-    notes="48 kHz pairs for paired_folders (degraded_dir=noisy_*, clean_dir=clean_*), CC BY 4.0.",
+    notes="48 kHz pairs for paired_folders (degraded_dir=noisy_*, clean_dir=clean_*; set sample_rate, e.g. 16000, "
+          "to resample on load), CC BY 4.0. VCTK-DEMAND is another name for this corpus (Valentini-Botinhao et al.); "
+          "train is the 28-speaker training set, train56 the 56-speaker one.",
 )
 _DNS = "https://dns4public.blob.core.windows.net/dns4archive/datasets_fullband"
 DNS_NOISE = Recipe(
@@ -238,4 +242,18 @@ DNS_NOISE = Recipe(
     default_subsets=("noise", "rir"),
     speaker_pattern="",
     notes="48 kHz noises (AudioSet, Freesound, DEMAND) and real/simulated RIRs; see the DNS Challenge licences.",
+)
+# DAPS (Mysore 2015): one archive of ~15 GiB holding 15 aligned versions of the same read speech (20 speakers x 5
+# scripts): clean/ (studio), produced/ (professionally produced), cleanraw/ and 12 device_room/ folders.
+# The md5 is the one Zenodo lists for daps.tar.gz, as quoted by two independent public download scripts.
+DAPS = Recipe(
+    name="DAPS",
+    archives={"all": (Archive("https://zenodo.org/records/4660670/files/daps.tar.gz",
+                              md5="303c130b7ce2e02b59c7ca5cd595a89c"),)},
+    index={"all": ("clean", "produced")},
+    default_subsets=("all",),
+    speaker_pattern=r"^(?P<speaker>[fm]\d+)_",
+    notes="44.1 kHz 16-bit WAV (f1_script1_clean.wav ...), CC BY-NC 4.0 (zenodo.org/records/4660670). For 48 kHz "
+          "targets (FINALLY stage 3) set the dataset's sample_rate: 48000: soxr resamples on load (no content "
+          "above 22.05 kHz).",
 )
