@@ -7,7 +7,7 @@ from restorekit.registry import Registry
 
 METRICS = Registry("metrics")
 
-from restorekit.metrics import asr, intrusive, nonintrusive, speaker  # noqa: E402,F401  (registers)
+from restorekit.metrics import asr, intrusive, mos, nonintrusive, speaker  # noqa: E402,F401  (registers)
 from restorekit.metrics.base import Metric, MetricFailure  # noqa: E402
 
 __all__ = ["METRICS", "Metric", "MetricFailure"]
