@@ -95,3 +95,50 @@ def test_ms_stft_reads_real_and_imaginary_stft_as_time_by_frequency_images():
         torch.testing.assert_close(image[:, 0], spec.real.transpose(1, 2))
         torch.testing.assert_close(image[:, 1], spec.imag.transpose(1, 2))
     assert len(logits) == len(maps) == 2 and all(len(m) == len(ENCODEC_STFT) + 1 for m in maps)
+
+
+def test_msd_same_scale_feeds_every_scale_the_raw_audio():
+    """HiFi++'s MSD: no pooling between scales. Mutation caught: pooling kept under same_scale."""
+    small = {"channels": [8, 8, 16, 16, 32, 32, 32], "groups": [1, 2, 4, 4, 4, 4, 1], "same_scale": True}
+    msd = MODELS.build({"name": "msd", "args": small}, where="models.discriminators")
+    seen = []
+    for d in msd.discriminators:
+        d.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    wave = torch.randn(2, 6400)
+    logits, _ = msd(wave)
+    assert [lg.shape[-1] for lg in logits] == [100, 100, 100]
+    for image in seen:
+        torch.testing.assert_close(image[:, 0], wave)
+
+
+def test_ms_stft_encodec_options_normalise_uncentred_stft_and_keep_activation_maps():
+    """EnCodec's options: STFT divided by the Hann window's L2 norm, center=False, LeakyReLU 0.2, and
+    feature maps of the five activations without the output. Mutations caught: torch.stft's own
+    normalisation (1/sqrt(n_fft)) instead of the window norm; center left on; slope 0.1."""
+    args = {"fft_sizes": [256], "channels": 8, "normalized": True, "center": False, "negative_slope": 0.2,
+            "post_in_maps": False}
+    disc = MODELS.build({"name": "ms_stft", "args": args}, where="models.discriminators")
+    d = disc.discriminators[0]
+    seen, acts = [], []
+    d.layers[0].register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    d.layers[0].register_forward_hook(lambda m, a, out: acts.append(out))
+    wave = torch.randn(1, 4000) * 0.1
+    logits, maps = disc(wave)
+    window = torch.hann_window(256)
+    spec = torch.stft(wave, 256, 64, window=window, center=False, return_complex=True) / window.square().sum().sqrt()
+    assert seen[0].shape == (1, 2, (4000 - 256) // 64 + 1, 129)
+    torch.testing.assert_close(seen[0][:, 0], spec.real.transpose(1, 2))
+    assert len(maps[0]) == 5 and maps[0][-1].shape[1] == 8  # activations only: no 1-channel output map
+    torch.testing.assert_close(maps[0][0], torch.nn.functional.leaky_relu(acts[0], 0.2))
+
+
+@pytest.mark.parametrize(("rate", "sizes"), [(16000, [2048, 1024, 512, 256, 128]), (48000, [4096, 2048, 1024, 512, 256])])
+def test_ms_stft_picks_encodecs_scales_per_rate(rate, sizes):
+    disc = MODELS.build({"name": "ms_stft", "args": {"fft_sizes": None, "sample_rate": rate, "channels": 4}},
+                        where="models.discriminators")
+    assert disc.fft_sizes == sizes
+
+
+def test_ms_stft_without_sizes_or_rate_is_a_config_error():
+    with pytest.raises(ConfigError, match="ms_stft: fft_sizes is null, so sample_rate must be set"):
+        MODELS.build({"name": "ms_stft", "args": {"fft_sizes": None}}, where="models.discriminators")
