@@ -9,9 +9,12 @@ import torch
 from restorekit.errors import ConfigError
 from restorekit.losses import LOSSES, build_losses
 
+TINY_WAVLM = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "conv_dim": [16] * 7,
+              "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "num_buckets": 8}
 EXAMPLE_ARGS = {
     "mel_l1": {"sample_rate": 16000, "n_fft": 256, "hop_length": 64, "n_mels": 20},
     "multi_resolution_stft": {"fft_sizes": [128, 256], "hop_sizes": [32, 64], "win_lengths": [128, 256]},
+    "lmos": {"pretrained": None, "config": TINY_WAVLM, "n_fft": 256, "hop_length": 64},
 }
 
 
