@@ -7,6 +7,16 @@ from restorekit.registry import Registry
 AUGMENTATIONS = Registry("augmentations")
 
 # Imported for their registrations (after AUGMENTATIONS exists, which they use).
-from restorekit.augmentations import chain, codec, filters, levels, noise, packet_loss, reverb  # noqa: E402,F401
+from restorekit.augmentations import (  # noqa: E402,F401
+    adapters,
+    chain,
+    codec,
+    effects,
+    filters,
+    levels,
+    noise,
+    packet_loss,
+    reverb,
+)
 
 __all__ = ["AUGMENTATIONS"]

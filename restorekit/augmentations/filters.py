@@ -13,6 +13,7 @@ from scipy import signal
 from restorekit import audio
 from restorekit.augmentations import AUGMENTATIONS
 from restorekit.augmentations.base import Augmentation, as_choices, as_range, draw, draw_int, fit_length
+from restorekit.errors import ConfigError
 
 
 @AUGMENTATIONS.register("bandlimit")
@@ -21,21 +22,33 @@ class Bandlimit(Augmentation):
 
     A cutoff at or above the input's Nyquist frequency leaves the input unchanged (and says
     so in params). ``order`` is the Butterworth order of the low-pass (applied forwards and
-    backwards, so the effective order is twice that).
+    backwards, so the effective order is twice that). ``resample`` goes to 2 * cutoff Hz and
+    back with soxr, whose anti-alias filter leaves nothing above the cutoff. ``cutoffs_hz``,
+    a list of cutoffs (Hz), draws one of them instead of a ``cutoff_hz`` range: FINALLY and
+    HiFi++ make bandwidth-extension pairs with ``modes: [resample]``,
+    ``cutoffs_hz: [1000, 2000, 4000]``. Params: ``mode``, ``cutoff_hz``.
     """
 
     MODES = ("lowpass", "resample")
 
     def __init__(
-        self, cutoff_hz: list[float] = (2000.0, 12000.0), modes: list[str] = ("lowpass", "resample"), order: int = 8
+        self,
+        cutoff_hz: list[float] = (2000.0, 12000.0),
+        modes: list[str] = ("lowpass", "resample"),
+        order: int = 8,
+        cutoffs_hz: list[float] | None = None,
     ) -> None:
         self.cutoff_hz = as_range(cutoff_hz, "bandlimit", "cutoff_hz", 100.0, 192000.0)
         self.modes = as_choices(modes, "bandlimit", "modes", self.MODES)
         self.order = int(order)
+        self.cutoffs_hz = None if cutoffs_hz is None else _cutoff_list(cutoffs_hz)
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         mode = self.modes[int(rng.integers(len(self.modes)))]
-        cutoff = draw(rng, self.cutoff_hz)
+        if self.cutoffs_hz is None:
+            cutoff = draw(rng, self.cutoff_hz)
+        else:
+            cutoff = self.cutoffs_hz[int(rng.integers(len(self.cutoffs_hz)))]
         params: dict[str, Any] = {"mode": mode, "cutoff_hz": cutoff}
         if cutoff >= 0.49 * sr:
             return wave.copy(), {**params, "skipped": "cutoff above Nyquist"}
@@ -45,6 +58,19 @@ class Bandlimit(Augmentation):
         low_sr = int(round(2 * cutoff))  # soxr's anti-alias filter sits just below Nyquist
         down = audio.resample(wave, sr, low_sr)
         return fit_length(audio.resample(down, low_sr, sr), len(wave)), params
+
+
+def _cutoff_list(value: Any) -> tuple[float, ...]:
+    """``cutoffs_hz``: a non-empty list of cutoffs in Hz, each within 100 Hz .. 192 kHz."""
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    ok = isinstance(items, (list, tuple)) and len(items) > 0
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 100 <= v <= 192000 for v in items)
+    if not ok:
+        raise ConfigError(
+            f"augmentation 'bandlimit': args.cutoffs_hz must be a non-empty list of cutoffs in Hz "
+            f"(each 100-192000), e.g. [1000, 2000, 4000], or null to use cutoff_hz; got {value!r}"
+        )
+    return tuple(float(v) for v in items)
 
 
 @AUGMENTATIONS.register("eq")

@@ -1,9 +1,15 @@
 """Reverberation: ``reverb`` (measured RIR files), ``room_reverb`` (pyroomacoustics rooms)
 and ``algorithmic_reverb`` (pedalboard's Freeverb).
 
-Convolution output is aligned on the RIR's direct path, so reverberant speech is not
-delayed relative to the clean target (a model must not learn to shift audio), and it is
-scaled back to the input's RMS so reverb changes the sound, not the level.
+Two ways to normalise an impulse response (``normalize_ir``), both keeping reverberant speech
+aligned with the clean target (a model must not learn to shift audio):
+
+- ``rms`` (default): the RIR is aligned on its direct path (kept from 2 ms before it, direct
+  path = +1) and the output is scaled back to the input's RMS, so reverb changes the sound,
+  not the level.
+- ``peak`` (FINALLY's recipe): the RIR is trimmed before its largest sample and divided by
+  it, so the IR used starts with +1 at index 0; the output is not rescaled, so the level
+  rises by the energy of the tail, as in the paper.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from restorekit.augmentations.sources import AudioPool, list_audio
 from restorekit.errors import AudioError, ConfigError
 
 PRE_DIRECT_SECONDS = 0.002  # kept before the direct-path peak: the resampled peak rings both ways
+IR_NORMALIZATIONS = ("rms", "peak")
 
 
 def direct_path(rir: np.ndarray, sr: int) -> int:
@@ -58,7 +65,41 @@ def convolve_aligned(wave: np.ndarray, rir: np.ndarray, sr: int) -> np.ndarray:
     return (wet * (rms_in / rms_out)).astype(np.float32)
 
 
-def _read_rir(path: Path, sr: int, max_seconds: float) -> np.ndarray:
+def peak_ir(rir: np.ndarray, sr: int, max_seconds: float) -> np.ndarray:
+    """The IR from its largest-magnitude sample on (at most ``max_seconds``), divided by that sample.
+
+    Signed division, so the IR used starts with exactly +1 at index 0 (a polarity flip is
+    inaudible but would flip the waveform target); everything before the peak is dropped.
+    """
+    peak = int(np.argmax(np.abs(rir)))
+    return (rir[peak : peak + max(1, int(max_seconds * sr))] / rir[peak]).astype(np.float32)
+
+
+def convolve_peak(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """``wave * rir`` cut to the input's length; with a peak-normalised IR nothing is delayed."""
+    return signal.fftconvolve(wave, rir)[: len(wave)].astype(np.float32)
+
+
+def normalize(rir: np.ndarray, sr: int, max_seconds: float, mode: str) -> np.ndarray:
+    """An IR as the op uses it: ``rms`` = aligned on the direct path, ``peak`` = from its peak, peak = +1."""
+    return peak_ir(rir, sr, max_seconds) if mode == "peak" else align_rir(rir, sr, max_seconds)
+
+
+def convolve(wave: np.ndarray, rir: np.ndarray, sr: int, mode: str) -> np.ndarray:
+    """Convolve with an IR from ``normalize``: at the input's RMS (``rms``) or as it comes (``peak``)."""
+    return convolve_peak(wave, rir) if mode == "peak" else convolve_aligned(wave, rir, sr)
+
+
+def _check_mode(value: Any, op: str) -> str:
+    if value not in IR_NORMALIZATIONS:
+        raise ConfigError(
+            f"augmentation '{op}': args.normalize_ir must be one of {', '.join(IR_NORMALIZATIONS)}, "
+            f"got {value!r} (rms: output at the input's RMS; peak: IR trimmed before its peak and divided by it)"
+        )
+    return value
+
+
+def _read_rir(path: Path, sr: int, max_seconds: float, normalize_ir: str = "rms") -> np.ndarray:
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
@@ -67,27 +108,34 @@ def _read_rir(path: Path, sr: int, max_seconds: float) -> np.ndarray:
     rir = data[:, 0] if data.size else data.reshape(-1)
     if not np.any(rir) or not np.isfinite(rir).all():
         raise AudioError(f"{path}: is silent or has NaN/Inf samples, so it is not an impulse response")
-    return align_rir(audio.resample(rir, file_sr, sr), sr, max_seconds)
+    return normalize(audio.resample(rir, file_sr, sr), sr, max_seconds, normalize_ir)
 
 
 @AUGMENTATIONS.register("reverb")
 class Reverb(Augmentation):
-    """Convolve with a random measured RIR file (any rate, channel 0), aligned on the direct path.
+    """Convolve with a random measured RIR file (any rate, channel 0), aligned: no delay added.
 
     ``dirs``: folders of RIR audio or metadata.csv files; ``max_seconds`` truncates long
-    tails (after the direct path). Decoded, resampled RIRs are cached per rate.
+    tails (after the direct path, or the peak). ``normalize_ir``: ``rms`` (output at the
+    input's RMS, RIR aligned on its direct path) or ``peak`` (FINALLY: RIR trimmed before its
+    largest sample and divided by it, output level not matched). Decoded, resampled,
+    normalised RIRs are cached per rate. Params: ``file``.
     """
 
-    def __init__(self, dirs: list[str], max_seconds: float = 1.5, cache_mb: float = 256) -> None:
+    def __init__(
+        self, dirs: list[str], max_seconds: float = 1.5, cache_mb: float = 256, normalize_ir: str = "rms"
+    ) -> None:
         if not max_seconds > 0:
             raise ConfigError(f"augmentation 'reverb': args.max_seconds must be > 0, got {max_seconds!r}")
+        self.normalize_ir = _check_mode(normalize_ir, "reverb")
         files = list_audio(dirs, "reverb", "RIR")
         # partial, not a lambda: DataLoader workers started with 'spawn' pickle the chain
-        self.pool = AudioPool(files, partial(_read_rir, max_seconds=max_seconds), "reverb", "RIR", cache_mb)
+        reader = partial(_read_rir, max_seconds=max_seconds, normalize_ir=self.normalize_ir)
+        self.pool = AudioPool(files, reader, "reverb", "RIR", cache_mb)
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         path, rir = self.pool.pick(rng, sr)
-        return convolve_aligned(wave, rir, sr), {"file": str(path)}
+        return convolve(wave, rir, sr, self.normalize_ir), {"file": str(path)}
 
 
 @AUGMENTATIONS.register("room_reverb")
@@ -98,6 +146,7 @@ class RoomReverb(Augmentation):
     [low, high] ranges in metres; random source and microphone) are simulated once per
     sample rate from ``pool_seed`` and each sample draws one. ``max_order`` caps the image
     source order (cost); params report the RT60 measured on the RIR actually used.
+    ``normalize_ir``: ``rms`` or ``peak``, as for ``reverb``.
     """
 
     def __init__(
@@ -107,7 +156,9 @@ class RoomReverb(Augmentation):
         pool_size: int = 32,
         pool_seed: int = 0,
         max_order: int = 40,
+        normalize_ir: str = "rms",
     ) -> None:
+        self.normalize_ir = _check_mode(normalize_ir, "room_reverb")
         self.rt60 = as_range(rt60, "room_reverb", "rt60", 0.05, 5.0)
         if not isinstance(room_size, (list, tuple)) or len(room_size) != 3:
             raise ConfigError(
@@ -144,13 +195,13 @@ class RoomReverb(Augmentation):
         rir = np.asarray(room.rir[0][0], dtype=np.float32)
         measured = float(room.measure_rt60()[0][0])
         params = {"rt60_target": rt60, "rt60": measured, "room_m": [round(float(d), 2) for d in dims]}
-        return align_rir(rir, sr, max_seconds=3.0), params
+        return normalize(rir, sr, 3.0, self.normalize_ir), params
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         pool = self.pool(sr)
         i = int(rng.integers(len(pool)))
         rir, params = pool[i]
-        return convolve_aligned(wave, rir, sr), {**params, "pool_index": i}
+        return convolve(wave, rir, sr, self.normalize_ir), {**params, "pool_index": i}
 
 
 @AUGMENTATIONS.register("algorithmic_reverb")
