@@ -9,6 +9,7 @@ from restorekit.errors import ConfigError
 from restorekit.losses import LOSSES
 from restorekit.losses.base import Loss, check_same_shape
 from restorekit.losses.feature import spectral_convergence
+from restorekit.mel import LogMel
 
 
 def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int, win: int, eps: float = 1e-7) -> torch.Tensor:
@@ -53,8 +54,8 @@ class MultiResolutionSTFTLoss(Loss):
 class MelL1Loss(Loss):
     """Mean |log mel(estimate) - log mel(reference)| of audio (B, T) at ``sample_rate`` Hz -> scalar.
 
-    Slaney mel filters from librosa (the field's reference implementation), Hann-window STFT,
-    natural log of magnitudes floored at 1e-5 (HiFi-GAN's convention).
+    The shared front end (restorekit.mel.LogMel): Slaney mel filters from librosa, Hann-window
+    STFT (centred, n_fft window), natural log of magnitudes floored at 1e-5 (HiFi-GAN's convention).
     """
 
     def __init__(
@@ -67,15 +68,11 @@ class MelL1Loss(Loss):
         fmax: float | None = None,
     ) -> None:
         super().__init__()
-        import librosa
-
-        mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-        self.register_buffer("mel", torch.from_numpy(mel).float(), persistent=False)
-        self.n_fft, self.hop = n_fft, hop_length
+        self.mel = LogMel(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                          center=True, log_floor=1e-5)
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        mag = stft_magnitude(wave, self.n_fft, self.hop, self.n_fft)
-        return torch.matmul(self.mel.to(mag.dtype), mag).clamp_min(1e-5).log()
+        return self.mel(wave)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         check_same_shape(estimate, reference, "mel_l1")
