@@ -70,10 +70,15 @@ def ops(dirs: dict[str, str]) -> dict[str, dict]:
         "reverb": {"dirs": [dirs["rir"]], "max_seconds": 1.0},
         "room_reverb": {"pool_size": 8},
         "chain": {"ops": [{"name": "gain"}]},
+        "audiomentations": {"transform": "TanhDistortion"},
+        "pedalboard": {"plugin": "Chorus", "rate_hz": [0.5, 2.0]},
     }
     nodes = {n: {"name": n, "args": args.get(n, {})} for n in AUGMENTATIONS.names() if n != "chain"}
     for codec in ("mp3", "vorbis", "opus", "gsm", "alaw", "mulaw"):
         nodes[f"codec:{codec}"] = {"name": "codec", "args": {"codecs": [codec]}}
+    # FINALLY's variants: IRs normalised to their peak, bandwidth-extension pairs (1/2/4 kHz)
+    nodes["reverb:peak"] = {"name": "reverb", "args": {**args["reverb"], "normalize_ir": "peak"}}
+    nodes["bandlimit:bwe"] = {"name": "bandlimit", "args": {"modes": ["resample"], "cutoffs_hz": [1000, 2000, 4000]}}
     return nodes
 
 
