@@ -17,8 +17,6 @@ and not differentiable). What differs from the ITU reference:
 """
 from __future__ import annotations
 
-import functools
-
 import julius
 import numpy as np
 import torch
@@ -106,7 +104,6 @@ class PesqTables(nn.Module):
         self.register_buffer(name, value.float(), persistent=False)
 
 
-@functools.cache
 def _wb_input_impulse_response() -> np.ndarray:
     """The wide-band input biquad's impulse response, truncated to ``_FIR_TAPS`` (scipy filters)."""
     from scipy.signal import lfilter
@@ -270,7 +267,8 @@ def aggregate(disturbance: torch.Tensor, start: torch.Tensor, stop: torch.Tensor
 
     Frames past ``stop`` count as zeros in the last windows, as in the reference.
     """
-    n_windows = int((stop - start).max().item()) // _SYLLABLE_STEP + 1
+    # As many windows as the longest possible span needs (no device sync); unused ones are masked.
+    n_windows = (disturbance.shape[1] - 1) // _SYLLABLE_STEP + 1
     offsets = torch.arange(n_windows, device=start.device)[:, None] * _SYLLABLE_STEP
     index = start[:, None, None] + offsets + torch.arange(_SYLLABLE, device=start.device)
     inside = index <= stop[:, None, None]
