@@ -23,6 +23,7 @@ from restorekit.models.mos import (
     Utmosv2Spectrograms,
     Utmosv2Ssl,
     WvMos,
+    _tile,
     load_state,
 )
 
@@ -253,12 +254,12 @@ def test_utmosv2_spectrograms_equal_librosa_db_mels_as_utmosv2_computes_them():
     import librosa
 
     front = Utmosv2Spectrograms()
-    crop = voiced(seconds=1.4)
+    crop = voiced(seconds=0.3)  # UTMOSv2 crops 1.4 s; a shorter one checks the same maths faster
     for win in (4096, 512):
         mel = librosa.feature.melspectrogram(y=crop, sr=SR, n_fft=4096, hop_length=32, n_mels=512, win_length=win)
         expected = (librosa.power_to_db(mel, ref=np.max) + 80) / 80
         got = front.db(torch.from_numpy(crop)[None], win)[0].numpy()
-        assert got.shape == expected.shape == (512, 701)
+        assert got.shape == expected.shape == (512, 151)
         np.testing.assert_allclose(got, expected, atol=2e-3)
     images = front(torch.from_numpy(crop)[None])
     assert images.shape == (1, 4, 3, 512, 512)
@@ -277,7 +278,8 @@ def small_utmosv2(seed: int = 0) -> Utmosv2:
     torch.manual_seed(seed)
     front = Utmosv2Spectrograms(n_fft=512, hop_length=64, n_mels=32, win_lengths=(512, 256, 128, 64), shape=(64, 64))
     spec = Utmosv2Spec([SmallCnn() for _ in range(4)], num_features=16)
-    return Utmosv2(Utmosv2Ssl(tiny_config()), spec, front).freeze()
+    # shorter crops than the released 3 s / 1.4 s keep the test fast; the crop logic is the same
+    return Utmosv2(Utmosv2Ssl(tiny_config()), spec, front, ssl_seconds=1.0, spec_seconds=0.5).freeze()
 
 
 def test_utmosv2_fusion_layer_sees_both_branches_and_the_domain_as_released():
@@ -293,7 +295,7 @@ def test_utmosv2_fusion_layer_sees_both_branches_and_the_domain_as_released():
 
 def test_utmosv2_is_repeatable_per_seed_differentiable_and_tiles_short_audio():
     model = small_utmosv2()
-    wave = torch.from_numpy(np.stack([voiced(seconds=0.6), voiced(seconds=0.6, seed=3)])).requires_grad_(True)
+    wave = torch.from_numpy(np.stack([voiced(seconds=0.4), voiced(seconds=0.4, seed=3)])).requires_grad_(True)
     model.reseed(1)
     first = model(wave, SR)
     model.reseed(1)
@@ -303,6 +305,8 @@ def test_utmosv2_is_repeatable_per_seed_differentiable_and_tiles_short_audio():
     first.sum().backward()
     assert wave.grad is not None and wave.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())
+    tiled = _tile(wave.detach(), model.ssl_len)  # utmosv2 extend_audio: repeat until longer than the crop
+    assert tiled.shape[1] > model.ssl_len and torch.equal(tiled[:, wave.shape[1]:2 * wave.shape[1]], wave.detach())
 
 
 def test_utmosv2_state_dict_keys_follow_the_released_layout():
