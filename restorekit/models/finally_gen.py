@@ -156,7 +156,8 @@ def _build_wavlm(node: Mapping[str, Any] | None) -> nn.Module | None:
     if not isinstance(node, Mapping) or "name" not in node:
         raise ConfigError(f"finally.wavlm must be a model node {{name: wavlm, args: {{...}}}} or null, got {node!r}")
     args = dict(node.get("args") or {})
-    args.setdefault("normalize_waveform", True)  # WavLM-Large was trained on normalised input
+    if node["name"] in ("wavlm", "hubert"):
+        args.setdefault("normalize_waveform", True)  # WavLM-Large was trained on normalised input
     encoder = MODELS.build({"name": node["name"], "args": args}, where="models.generator.args.wavlm")
     if getattr(getattr(encoder, "spec", None), "frontend", None) != "waveform":
         raise ConfigError(f"finally.wavlm: '{node['name']}' does not read the waveform itself; FINALLY aligns "
