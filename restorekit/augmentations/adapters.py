@@ -59,7 +59,7 @@ def plain(value: Any) -> Any:
 
 
 def _unknown(op: str, arg: str, kind: str, name: Any, names: list[str], where_listed: str) -> ConfigError:
-    hint = suggest(str(name), names) or suggest(str(name).lower(), [n.lower() for n in names])
+    hint = suggest(str(name), names)
     return ConfigError(
         f"augmentation '{op}': args.{arg}: unknown {kind} {name!r}.{hint} Available: {', '.join(names)} "
         f"({where_listed})"
