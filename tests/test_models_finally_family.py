@@ -128,6 +128,16 @@ def test_finally_output_lengths(upsample, length, out_length, one_thread):
     assert out.abs().max() < 1
 
 
+def test_finally_16k_output_is_conv_post_then_tanh(one_thread):
+    """One output channel made by conv_post (the original 16 kHz model returned 32 channels)."""
+    g = build("finally")
+    wave = 0.1 * torch.randn(1, 2048)
+    with torch.no_grad():
+        g.conv_post.bias.fill_(0.5)
+        g.conv_post.weight = g.conv_post.weight * 1e-9  # (exact zeros are NaN under weight norm)
+        torch.testing.assert_close(g(wave), torch.full((1, 2048), math.tanh(0.5)))
+
+
 def test_finally_upsampler_is_a_separate_trainable_part(one_thread):
     g = build("finally", upsample=True)
     out = g(0.1 * torch.randn(1, 2048))
