@@ -81,6 +81,9 @@ def test_validation_context_is_the_centred_row_and_the_segment_its_centred_crop(
     for item in (long, mid, short):
         check_context_item(item, 8192, 256, 65536)
         assert torch.equal(item["clean"], item["degraded"]) and item["degradations"] == []
+    before = long["context"].clone()
+    long["degraded"].mul_(0)  # a trainer editing the segment in place leaves the context alone
+    assert torch.equal(long["context"], before)
 
 
 def test_the_whole_row_is_degraded_and_the_segment_is_its_crop(corpus):
