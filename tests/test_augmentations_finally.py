@@ -124,6 +124,12 @@ def test_vibrato_and_flanger_reject_out_of_range_args() -> None:
         build("vibrato", depth=[0.5, 2])
     with pytest.raises(ConfigError, match=r"augmentation 'flanger': args.depth_ms must be a \[low, high\] list"):
         build("flanger", depth_ms=[8, 1])
+    with pytest.raises(ConfigError, match=r"t.flanger.args.delay_ms must be a float, got \[1, 2\] \(list\)"):
+        build("flanger", delay_ms=[1, 2])  # a fixed setting, not a range
+    with pytest.raises(ConfigError, match=r"augmentation 'flanger': args.delay_ms must be one number, got \[1, 2\]"):
+        AUGMENTATIONS.get("flanger")(delay_ms=[1, 2])  # built directly, without the registry's check
+    with pytest.raises(ConfigError, match=r"augmentation 'bitcrush': args.wet_p = \[1.5, 1.5\] is outside the allowed range"):
+        build("bitcrush", wet_p=1.5)
 
 
 # --- bitcrush wet mix --------------------------------------------------------------------

@@ -61,6 +61,13 @@ def as_range(
     return lo, hi
 
 
+def as_number(value: Any, op: str, arg: str, low: float | None = None, high: float | None = None) -> float:
+    """One number within its limits (a setting that is not drawn per sample)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"augmentation '{op}': args.{arg} must be one number, got {value!r}")
+    return as_range(value, op, arg, low, high)[0]
+
+
 def as_choices(value: Any, op: str, arg: str, allowed: Sequence[str]) -> tuple[str, ...]:
     """A non-empty list of names (or one name), each one of ``allowed``."""
     items = [value] if isinstance(value, str) else list(value or [])

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from restorekit.augmentations import AUGMENTATIONS
-from restorekit.augmentations.base import Augmentation, as_range, draw
+from restorekit.augmentations.base import Augmentation, as_number, as_range, draw
 
 VIBRATO_MAX_SWING_MS = 5.0  # FFmpeg's vibrato buffer: depth 1.0 swings the delay over 5 ms
 
@@ -85,8 +85,8 @@ class Flanger(Augmentation):
     ) -> None:
         self.depth_ms = as_range(depth_ms, "flanger", "depth_ms", 0.0, 50.0)
         self.rate_hz = as_range(rate_hz, "flanger", "rate_hz", 0.01, 20.0)
-        self.delay_ms = as_range(delay_ms, "flanger", "delay_ms", 0.0, 50.0)[0]
-        self.width = as_range(width, "flanger", "width", 0.0, 1.0)[0]
+        self.delay_ms = as_number(delay_ms, "flanger", "delay_ms", 0.0, 50.0)
+        self.width = as_number(width, "flanger", "width", 0.0, 1.0)
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         depth_ms, rate_hz = draw(rng, self.depth_ms), draw(rng, self.rate_hz)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from restorekit.augmentations import AUGMENTATIONS
-from restorekit.augmentations.base import Augmentation, as_choices, as_range, draw, draw_int
+from restorekit.augmentations.base import Augmentation, as_choices, as_number, as_range, draw, draw_int
 
 
 @AUGMENTATIONS.register("gain")
@@ -62,7 +62,7 @@ class Bitcrush(Augmentation):
     def __init__(self, bits: list[int] = (4, 10), wet: list[float] = (1.0, 1.0), wet_p: float = 1.0) -> None:
         self.bits = as_range(bits, "bitcrush", "bits", 1, 24)
         self.wet = as_range(wet, "bitcrush", "wet", 0.0, 1.0)
-        self.wet_p = as_range(wet_p, "bitcrush", "wet_p", 0.0, 1.0)[0]
+        self.wet_p = as_number(wet_p, "bitcrush", "wet_p", 0.0, 1.0)
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         bits = draw_int(rng, self.bits)
