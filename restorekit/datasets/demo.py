@@ -145,7 +145,7 @@ def demo_speech(sample_rate: int, split: str = "train", segment_seconds: float |
     Synthesized on first use and cached (see ``cache_dir`` / $RESTOREKIT_DEMO_DIR). ``split``
     valid is deterministic per index. Items: clean/degraded float32 (time,) at sample_rate Hz;
     with ``context_seconds`` also ``context``/``context_offset`` (see degraded_speech; the
-    utterances are 2-4 s, so a 4.096 s row is the whole utterance).
+    utterances are 2.1-3.0 s, so a 4.096 s row is the whole utterance).
     """
     root = demo_corpus_dir(split, cache_dir)
     return DegradedSpeech(roots=[str(root)], sample_rate=sample_rate, degradations=degradations,
