@@ -163,6 +163,25 @@ def test_without_context_items_and_batches_are_unchanged(corpus):
     assert sorted(collate([item, ds[1]])) == ["clean", "degradations", "degraded", "lengths", "names", "sr"]
 
 
+def test_webdataset_shards_give_the_same_context_items_as_degraded_speech(corpus, tmp_path):
+    from restorekit.datasets.shards import write_shards
+
+    write_shards(corpus, tmp_path / "shards")
+    urls = [str(p) for p in sorted((tmp_path / "shards").glob("*.tar"))]
+    streamed = list(build("webdataset_shards", urls=urls, segment_seconds=SEG, context_seconds=CTX, validation=True))
+    indexed = context_set(corpus, validation=True)
+    expected = {it["name"]: it for it in (indexed[i] for i in range(len(indexed)))}
+    assert sorted(it["name"] for it in streamed) == sorted(expected)
+    for item in streamed:
+        check_context_item(item, 8192, 256, 65536)
+        want = expected[item["name"]]
+        assert item["context_offset"] == want["context_offset"] and torch.equal(item["context"], want["context"])
+    train = build("webdataset_shards", urls=urls, segment_seconds=SEG, context_seconds=CTX, degradations=GAIN)
+    for item in train:
+        check_context_item(item, 8192, 256, 65536)
+        assert [d["name"] for d in item["degradations"]] == ["gain"]
+
+
 def test_stage3_items_at_48_khz_with_context(tmp_path):
     root = tmp_path / "daps_like"
     noise_wav(root / "f1" / "f1_script1_clean.wav", sr=44100, seconds=6.0, seed=4)  # DAPS is 44.1 kHz

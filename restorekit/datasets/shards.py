@@ -21,7 +21,16 @@ from torch.utils.data import IterableDataset
 
 from restorekit.audio import check_finite, resample
 from restorekit.datasets import DATASETS
-from restorekit.datasets.base import check_rate, check_segment, fit_length, make_item, pick_offset
+from restorekit.datasets.base import (
+    check_context,
+    check_rate,
+    check_segment,
+    context_item,
+    context_offset,
+    fit_length,
+    make_item,
+    pick_offset,
+)
 from restorekit.datasets.degraded import build_chain
 from restorekit.datasets.manifest import read_manifest
 from restorekit.errors import AudioError, ConfigError, DataError
@@ -85,14 +94,19 @@ class WebDatasetShards(IterableDataset):
     split across ranks and workers (give at least ranks x workers shards); training shuffles
     shards per (seed, epoch) and items in a ``shuffle_buffer``; ``validation`` streams in order
     with windows and degradations fixed per item key. Undecodable items are skipped and counted.
+    ``context_seconds``/``context_hop_seconds``: FINALLY's context rows, as in degraded_speech
+    (items add ``context`` float32 (Tc,) and ``context_offset`` int).
     """
 
     def __init__(self, urls: str | list[str], sample_rate: int, degradations: dict | None = None,
                  segment_seconds: float | None = 4.0, short: str = "pad", validation: bool = False,
-                 seed: int = 0, shuffle_buffer: int = 1000) -> None:
+                 seed: int = 0, shuffle_buffer: int = 1000, context_seconds: float | None = None,
+                 context_hop_seconds: float | None = 0.016) -> None:
         where = "webdataset_shards"
         self.sample_rate = check_rate(sample_rate, where)
         check_segment(segment_seconds, short, where)
+        self.context_seconds = context_seconds
+        self.context_hop = check_context(context_seconds, context_hop_seconds, segment_seconds, self.sample_rate, where)
         self.urls = self._expand(urls)
         self.segment_seconds, self.short, self.validation = segment_seconds, short, validation
         self.seed, self.epoch, self.shuffle_buffer = int(seed), 0, int(shuffle_buffer)
@@ -149,10 +163,26 @@ class WebDatasetShards(IterableDataset):
         if seg is not None and self.short == "drop" and len(wave) < seg * sr:
             return None
         rng = sample_rng(self.seed, 0 if self.validation else self.epoch, zlib.crc32(sample["__key__"].encode()))
+        name = json.loads(sample["json"]).get("path", sample["__key__"]) if "json" in sample else sample["__key__"]
+        if self.context_hop is not None:
+            return self._context_item(wave, rng, shard_key(name))
         start = int(round(pick_offset(len(wave) / sr, seg, None if self.validation else rng) * sr))
         clean = wave if seg is None else fit_length(wave[start:], int(round(seg * sr)))
-        name = json.loads(sample["json"]).get("path", sample["__key__"]) if "json" in sample else sample["__key__"]
         if self.chain is None:
             return make_item(clean, clean.copy(), sr, shard_key(name), [])
         degraded, params = self.chain(clean, sr, rng)
         return make_item(clean, degraded, sr, shard_key(name), params.get("applied", []))
+
+    def _context_item(self, wave: np.ndarray, rng: np.random.Generator, name: str) -> dict[str, Any]:
+        """A row of context_seconds, degraded whole; the segment cut from the clean and degraded rows."""
+        draw = None if self.validation else rng
+        sr = self.sample_rate
+        seg_len, row_len = int(round(self.segment_seconds * sr)), int(round(self.context_seconds * sr))
+        start = int(round(pick_offset(len(wave) / sr, self.context_seconds, draw) * sr))
+        row = wave[start:start + row_len]
+        row = fit_length(row, max(len(row), seg_len))
+        offset = context_offset(len(row), seg_len, self.context_hop, draw)  # drawn before the chain, as in degraded_speech
+        if self.chain is None:
+            return context_item(row, row.copy(), offset, seg_len, sr, name, [])
+        degraded, params = self.chain(row, sr, rng)
+        return context_item(row, degraded, offset, seg_len, sr, name, params.get("applied", []))
