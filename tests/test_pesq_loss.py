@@ -21,13 +21,16 @@ PESQ_CEILING = 0.999 + 4 / (1 + np.exp(-1.3669 * 4.5 + 3.8224))  # P.862.2 mappi
 
 
 def speechlike(seconds: float = 2.0, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Voiced-speech stand-in: a gliding 140 Hz harmonic tone gated into 3 Hz "syllables"."""
+    """Voiced-speech stand-in: a gliding 140 Hz harmonic tone gated into 3 Hz "syllables", over a
+    -50 dB noise floor like a microphone's. Without a floor the bands above 4.6 kHz are digitally
+    empty, and there the pesq package's float32 IIR input filter adds its own rounding noise,
+    which lifts its score by up to 0.05 on such synthetic audio (never on recordings)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
     phase = 2 * np.pi * np.cumsum(140 + 20 * np.sin(2 * np.pi * 0.7 * t)) / sr
     voice = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 30))
     envelope = np.clip(np.sin(2 * np.pi * 3 * t + rng.uniform(0, 2 * np.pi)), 0, None) ** 0.5
-    return (0.1 * voice * envelope).astype(np.float32)
+    return (0.1 * voice * envelope + rng.normal(0, 3e-4, t.size)).astype(np.float32)
 
 
 def add_noise(clean: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray:
@@ -56,7 +59,7 @@ def test_score_matches_the_pesq_package_on_aligned_noisy_speech(one_thread, snr_
     clean = speechlike()
     noisy = add_noise(clean, snr_db)
     ours = pesq_mos(batch(noisy), batch(clean), SR).item()
-    assert ours == pytest.approx(pesq.pesq(SR, clean, noisy, "wb"), abs=0.03)
+    assert ours == pytest.approx(pesq.pesq(SR, clean, noisy, "wb"), abs=0.005)
 
 
 def test_leading_and_trailing_silence_of_the_reference_is_not_scored(one_thread):
@@ -66,8 +69,8 @@ def test_leading_and_trailing_silence_of_the_reference_is_not_scored(one_thread)
     noisy = clean.copy()
     noisy[: SR // 4] += np.random.default_rng(3).normal(0, 0.05, SR // 4).astype(np.float32)
     ours = pesq_mos(batch(noisy), batch(clean), SR).item()
-    assert ours == pytest.approx(pesq.pesq(SR, clean, noisy, "wb"), abs=0.03)
-    assert ours > 4.0
+    assert ours == pytest.approx(pesq.pesq(SR, clean, noisy, "wb"), abs=0.005)
+    assert ours > 4.6
 
 
 def test_loss_falls_strictly_as_the_estimate_moves_toward_the_reference(one_thread):
@@ -83,17 +86,16 @@ def test_loss_falls_strictly_as_the_estimate_moves_toward_the_reference(one_thre
 def test_gradient_descent_on_the_estimate_lowers_the_loss_with_finite_gradients(one_thread):
     clean = batch(speechlike(1.0))
     estimate = batch(add_noise(speechlike(1.0), 25)).requires_grad_(True)
-    loss, optimizer = pesq_loss(), torch.optim.Adam([estimate], lr=2e-3)
-    values = []
-    for _ in range(6):
-        optimizer.zero_grad()
+    loss, values = pesq_loss(), []
+    for _ in range(5):
         value = loss(estimate, clean)
-        value.backward()
-        assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
+        (grad,) = torch.autograd.grad(value, estimate)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
         values.append(value.item())
-        optimizer.step()
+        with torch.no_grad():  # a fixed step of 2e-4 RMS per sample along the gradient
+            estimate -= 2e-4 * grad / grad.square().mean().sqrt()
     assert all(later < earlier for earlier, later in zip(values, values[1:])), values
-    assert values[-1] < 0.8 * values[0], values
+    assert values[-1] < 0.7 * values[0], values
 
 
 @pytest.mark.parametrize("case", ["identical", "silent", "random"])
@@ -133,11 +135,11 @@ def test_batch_items_are_scored_independently_and_the_loss_is_their_mean(one_thr
 
 
 def test_48k_audio_is_resampled_to_16k_inside(one_thread):
-    clean, noisy = speechlike(), add_noise(speechlike(), 20)
-    at_16k = pesq_mos(batch(noisy), batch(clean), SR).item()
-    up = [soxr.resample(x, SR, 48_000).astype(np.float32) for x in (noisy, clean)]
-    assert pesq_mos(batch(up[0]), batch(up[1]), 48_000).item() == pytest.approx(at_16k, abs=0.02)
-    assert pesq_loss(48_000)(batch(up[0]), batch(up[1])).item() > 0
+    noisy, clean = (soxr.resample(x, SR, 48_000).astype(np.float32) for x in (add_noise(speechlike(), 20), speechlike()))
+    down = [soxr.resample(x, 48_000, SR).astype(np.float32) for x in (clean, noisy)]
+    # julius' resampler keeps a little less above 7.5 kHz than soxr's, hence the tolerance.
+    assert pesq_mos(batch(noisy), batch(clean), 48_000).item() == pytest.approx(pesq.pesq(SR, *down, "wb"), abs=0.02)
+    assert pesq_loss(48_000)(batch(noisy), batch(clean)).item() > 0
 
 
 def test_autocast_computes_in_float32(one_thread):
