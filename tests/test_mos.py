@@ -311,6 +311,13 @@ def test_utmosv2_is_repeatable_per_seed_differentiable_and_tiles_short_audio():
     again = model(wave, SR)
     assert first.shape == (2,) and torch.isfinite(first).all()
     assert torch.equal(first, again)
+    model.rng = None  # a loss in training: numpy's global generator, which the trainer seeds and checkpoints
+    with torch.no_grad():
+        np.random.seed(5)
+        seeded = model(wave, SR)
+        np.random.seed(5)
+        assert torch.equal(model(wave, SR), seeded)
+        assert not torch.equal(model(wave, SR), seeded)  # the draws go on
     first.sum().backward()
     assert wave.grad is not None and wave.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())

@@ -228,7 +228,9 @@ class Utmosv2(MosPredictor):
 
     As released, inference draws random crops (3 s for the SSL branch; ``num_frames`` 1.4 s crops,
     each mixed with a second random crop by a Beta(0.4, 0.4) weight, for the spectrograms); audio
-    shorter than a crop is tiled first. ``reseed(seed)`` makes the draws repeatable.
+    shorter than a crop is tiled first. The draws come from numpy's global generator, as in
+    UTMOSv2 (a trainer seeds and checkpoints it, so runs repeat and resume exactly), or from a
+    private one after ``reseed(seed)`` (a metric scores every file with the same draws).
     """
 
     def __init__(self, ssl: Utmosv2Ssl, spec_long: Utmosv2Spec, frontend: Utmosv2Spectrograms,
@@ -244,11 +246,18 @@ class Utmosv2(MosPredictor):
         self.ssl_len = int(ssl_seconds * self.sample_rate)
         self.spec_len = int(spec_seconds * self.sample_rate)
         self.mixup_alpha = mixup_alpha
-        self.rng = np.random.default_rng()
+        self.rng: np.random.Generator | None = None  # None: numpy's global generator
 
     def reseed(self, seed: int) -> None:
-        """Restart the crop / mix-up draws from ``seed`` (a metric scores each file alike)."""
+        """Restart the crop / mix-up draws from ``seed`` on a private generator."""
         self.rng = np.random.default_rng(seed)
+
+    def _starts(self, high: int, size: int) -> np.ndarray:
+        return self.rng.integers(0, high, size=size) if self.rng else np.random.randint(0, high, size=size)
+
+    def _beta(self, size: tuple[int, ...]) -> np.ndarray:
+        a = self.mixup_alpha
+        return self.rng.beta(a, a, size=size) if self.rng else np.random.beta(a, a, size=size)
 
     def predict(self, wave: torch.Tensor) -> torch.Tensor:
         x1 = self.ssl(self._crop(_tile(wave, self.ssl_len), self.ssl_len))
@@ -258,7 +267,7 @@ class Utmosv2(MosPredictor):
 
     def _crop(self, wave: torch.Tensor, length: int) -> torch.Tensor:
         # utmosv2 select_random_start: start in [0, T - length), one draw per item
-        starts = self.rng.integers(0, wave.shape[1] - length, size=len(wave))
+        starts = self._starts(wave.shape[1] - length, len(wave))
         return torch.stack([w[s:s + length] for w, s in zip(wave, starts)])
 
     def _images(self, wave: torch.Tensor) -> torch.Tensor:
@@ -267,8 +276,8 @@ class Utmosv2(MosPredictor):
         for _ in range(self.spec_long.num_frames):
             base = self.frontend(self._crop(wave, self.spec_len))
             other = self.frontend(self._crop(wave, self.spec_len))
-            lmd = torch.as_tensor(self.rng.beta(self.mixup_alpha, self.mixup_alpha, size=base.shape[:2]),
-                                  dtype=base.dtype, device=base.device)[..., None, None, None]
+            lmd = torch.as_tensor(self._beta(tuple(base.shape[:2])), dtype=base.dtype,
+                                  device=base.device)[..., None, None, None]
             images.append(lmd * base + (1 - lmd) * other)
         return torch.cat(images, dim=1)
 
