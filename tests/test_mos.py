@@ -244,8 +244,15 @@ def test_utmos_loss_unknown_predictor_lists_the_choices():
         LOSSES.build({"name": "utmos_loss", "args": {"predictor": "dnsmos"}}, "losses[0]")
 
 
-def test_utmos_loss_utmos22_offline_without_hub_cache_is_a_checkpoint_error(tmp_path, monkeypatch):
+def test_utmos_loss_utmos22_says_what_it_lacks_at_build(tmp_path, monkeypatch):
+    from restorekit.optional import missing
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    if missing(["torchaudio"]):
+        with pytest.raises(ConfigError, match=r"utmos_loss: predictor utmos22 runs tarepan/SpeechMOS:v1.2.0, whose "
+                           r"code imports torchaudio, which is not installed .* or use predictor utmosv2 or wvmos"):
+            LOSSES.build({"name": "utmos_loss", "args": {"predictor": "utmos22"}}, "losses[0]")
+        return
     with pytest.raises(CheckpointError, match="utmos: weights for .* are not available offline"):
         LOSSES.build({"name": "utmos_loss", "args": {"predictor": "utmos22"}}, "losses[0]")
 

@@ -26,7 +26,8 @@ class UtmosLoss(Loss):
     (no parameter takes gradients, eval mode) but gradients flow back to the estimate.
     ``checkpoint`` / ``encoder`` / ``trust_checkpoint``: the released weights, the wav2vec 2.0
     config and whether to unpickle objects beyond tensors (utmosv2, wvmos; see those metrics).
-    ``repo`` / ``source``: where utmos22 comes from (torch.hub repo or local clone).
+    ``repo`` / ``source``: where utmos22 comes from (torch.hub repo or local clone); its code
+    imports torchaudio, which restorekit does not install.
     ``forward(estimate, reference=None)``: ``reference`` is ignored (the loss needs no target).
     """
 
@@ -65,8 +66,16 @@ class Utmos22(nn.Module):
 
     def __init__(self, repo: str, source: str) -> None:
         from restorekit.metrics.nonintrusive import load_utmos
+        from restorekit.optional import missing
 
         super().__init__()
+        if missing(["torchaudio"]):
+            # SpeechMOS's model module imports torchaudio (for a resample that is a no-op at 16 kHz)
+            raise ConfigError(
+                f"utmos_loss: predictor utmos22 runs {repo}, whose code imports torchaudio, which is not "
+                "installed (restorekit does not depend on it); install a torchaudio built for "
+                "your torch, or use predictor utmosv2 or wvmos"
+            )
         self.model = load_utmos(repo, "utmos22_strong", source)
         self.model.requires_grad_(False)
 
