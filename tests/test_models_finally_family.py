@@ -261,6 +261,19 @@ def test_conv_weights_are_really_drawn_from_normal_0_01():
         assert conv.weight.detach().std().item() == pytest.approx(0.01, rel=0.2)
 
 
+def test_spectral_mask_net_with_a_unit_mask_gives_its_input_back(one_thread):
+    """softplus(mask) = 1 on bins 1.. and frames 1.., bin 0 and frame 0 untouched: STFT -> iSTFT only."""
+    from restorekit.models.hifipp import SpectralMaskNet
+
+    net = SpectralMaskNet(2, [4, 8], 1)
+    out_conv = net.net.net[-1]
+    with torch.no_grad():
+        out_conv.weight = out_conv.weight * 1e-9
+        out_conv.bias.fill_(math.log(math.e - 1))  # softplus^-1(1)
+    x = 0.1 * torch.randn(2, 2, 2048)
+    torch.testing.assert_close(net(x), x, atol=1e-5, rtol=0)
+
+
 def test_skip_convs_start_as_the_identity(one_thread):
     g = build("a2a_hifipp")
     for skip in (g.core.waveunet_skip, g.core.spectralmasknet_skip):
