@@ -259,7 +259,7 @@ def test_utmos_loss_utmos22_says_what_it_lacks_at_build(tmp_path, monkeypatch):
 
 # --- UTMOSv2 -----------------------------------------------------------------------------------
 
-def test_utmosv2_spectrograms_equal_librosa_db_mels_as_utmosv2_computes_them():
+def test_utmosv2_spectrograms_equal_librosa_db_mels_as_utmosv2_computes_them(one_thread):
     import librosa
 
     front = Utmosv2Spectrograms()
@@ -309,7 +309,7 @@ def test_utmosv2_fusion_layer_sees_both_branches_and_the_domain_as_released():
         Utmosv2(model.ssl, model.spec_long, model.frontend, dataset="vctk")
 
 
-def test_utmosv2_is_repeatable_per_seed_differentiable_and_tiles_short_audio():
+def test_utmosv2_is_repeatable_per_seed_differentiable_and_tiles_short_audio(one_thread):
     model = small_utmosv2()
     wave = torch.from_numpy(np.stack([voiced(seconds=0.4), voiced(seconds=0.4, seed=3)])).requires_grad_(True)
     model.reseed(1)
