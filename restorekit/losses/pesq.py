@@ -215,7 +215,9 @@ def loudness(bark: torch.Tensor, tables: PesqTables) -> torch.Tensor:
     return torch.where(audible, value, 0.0) * _SL
 
 
-def equalise(ref: torch.Tensor, deg: torch.Tensor, used: torch.Tensor, length: int, tables: PesqTables):
+def equalise(
+    ref: torch.Tensor, deg: torch.Tensor, used: torch.Tensor, length: int, tables: PesqTables
+) -> tuple[torch.Tensor, torch.Tensor]:
     """P.862's compensations: the reference's bands take the estimate's long-term response
     (ratio clipped to [0.01, 100]), the estimate's frames take the reference's gain (smoothed)."""
     thresh = tables.thresh
@@ -241,7 +243,9 @@ def smooth_frame_gain(gain: torch.Tensor) -> torch.Tensor:
     return nn.functional.conv1d(padded, taps.flip(0)[None, None])[:, 0]
 
 
-def frame_disturbances(ref: torch.Tensor, deg: torch.Tensor, tables: PesqTables):
+def frame_disturbances(
+    ref: torch.Tensor, deg: torch.Tensor, tables: PesqTables
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric and asymmetric disturbance per frame, (B, F) each, before time aggregation."""
     ref_loud, deg_loud = loudness(ref, tables), loudness(deg, tables)
     diff = deg_loud - ref_loud
