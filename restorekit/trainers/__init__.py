@@ -1,4 +1,4 @@
-"""Trainers: the BaseTrainer loop and the Miipher-2 stages.
+"""Trainers: the BaseTrainer loop, the Miipher-2 stages and the waveform-generator stages (HiFi-GAN, HiFi++, FINALLY).
 
 Importing this package registers every component in it.
 """
@@ -6,7 +6,7 @@ from restorekit.registry import Registry
 
 TRAINERS = Registry("trainers")
 
-from restorekit.trainers import feature_cleaner, vocoder  # noqa: E402,F401  (registers)
+from restorekit.trainers import feature_cleaner, generator, vocoder  # noqa: E402,F401  (registers)
 from restorekit.trainers.base import BaseTrainer  # noqa: E402
 
 __all__ = ["TRAINERS", "BaseTrainer"]

@@ -70,6 +70,10 @@ class TrainerArgs:
     max_valid_items: int = setting(0, "validation items scored; 0: the whole validation set")
     optimizers: dict = setting({}, "group -> {name, args, grad_clip, scheduler}; the stage names its groups")
     init_from: dict = setting({}, "role -> export folder whose weights that role starts from")
+    init_weights: dict = setting(
+        {}, "role -> export folder whose weights load into the role as THIS config builds it (new submodules "
+        "keep their init; every exported weight must fit): grow a trained model")
+    train_only: dict = setting({}, "role -> submodule names (e.g. [upsampler]) that train; the role's other weights stay frozen")
     find_unused_parameters: bool = setting(False, "DDP's find_unused_parameters (a model that skips parameters)")
     record_items: bool = setting(False, "write the item names each rank trained on to items/ (audits, tests)")
     export: bool = setting(True, "write export/ at the end (what the next stage and inference load)")
@@ -110,6 +114,19 @@ def parse_args(cls: type, node: Any, where: str) -> Any:
             )
         check_type(values[key], str(types[key]), f"{where}.{key}")
     return cls(**values)
+
+
+def freeze_all_but(module: nn.Module, names: Any, where: str) -> None:
+    """Only the submodules ``names`` (attribute paths such as ``upsampler``) of ``module`` keep gradients."""
+    names = [str(n) for n in (names or [])]
+    have = dict(module.named_modules())
+    for n in names:
+        if n not in have or not n:
+            options = [k for k in have if k and "." not in k]
+            raise ConfigError(f"{where}: '{n}' is not a submodule.{suggest(n, options)} Top-level submodules: "
+                              f"{', '.join(options)}")
+    for pname, p in module.named_parameters():
+        p.requires_grad_(any(pname.startswith(n + ".") for n in names))
 
 
 def role_seed(seed: int, role: str) -> int:
@@ -166,12 +183,20 @@ class BaseTrainer(ABC):
 
     def check_inputs(self) -> None:
         """Stage-specific checks run before anything is built (override)."""
-        for role, path in self.args.init_from.items():
-            export = Path(str(path)).expanduser()
-            if not (export / "config.yaml").is_file():
-                raise CheckpointError(
-                    f"trainer.args.init_from.{role}: no export at {export} (missing config.yaml); "
-                    "run the stage that writes it first, or fix the path"
+        for key in ("init_from", "init_weights"):
+            for role, path in getattr(self.args, key).items():
+                export = Path(str(path)).expanduser()
+                if not (export / "config.yaml").is_file():
+                    raise CheckpointError(
+                        f"trainer.args.{key}.{role}: no export at {export} (missing config.yaml); "
+                        "run the stage that writes it first, or fix the path"
+                    )
+        for role in self.args.init_weights:
+            if role in self.args.init_from:
+                raise ConfigError(
+                    f"trainer.args.init_from.{role} and init_weights.{role} are both set; init_from rebuilds the role "
+                    "as the export was built, init_weights loads its weights into this config's models."
+                    f"{role}: keep one"
                 )
 
     def check_roles(self) -> None:
@@ -240,9 +265,13 @@ class BaseTrainer(ABC):
             else:
                 self.seed_everything(role_seed(self.seed, role))
                 models[role] = MODELS.build(self.cfg.models[role], where=f"models.{role}")
+                if role in self.args.init_weights:
+                    self.load_weights_from_export(models[role], role, self.args.init_weights[role])
             models[role].to(self.device)
             if role not in self.trainable_roles:
                 models[role].requires_grad_(False).eval()
+            elif role in self.args.train_only:
+                freeze_all_but(models[role], self.args.train_only[role], f"trainer.args.train_only.{role}")
         self.seed_everything(self.seed + self.dist.rank)  # training randomness differs per rank
         return models
 
@@ -256,6 +285,33 @@ class BaseTrainer(ABC):
                 f"(it holds: {', '.join(sorted(modules))}); point it at the export of the stage that trains {role}"
             )
         return modules[role]
+
+    def load_weights_from_export(self, module: nn.Module, role: str, path: str) -> None:
+        """Load export ``path``'s ``role`` weights into ``module`` (built from this config).
+
+        Weights the module has and the export lacks keep their initialisation (a submodule this
+        stage adds); exported weights the module has no place for (a head this stage replaces) are
+        dropped and named in the banner; a weight whose shape differs is an error (changed widths).
+        """
+        from safetensors.torch import load_file
+
+        file = Path(str(path)) / f"{role}.safetensors"
+        where = f"trainer.args.init_weights.{role}"
+        if not file.is_file():
+            raise CheckpointError(f"{where}: {file} does not exist; point it at the export of the stage that trains {role}")
+        state = load_file(str(file))
+        own = module.state_dict()
+        bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        if bad:
+            raise CheckpointError(
+                f"{where}: {len(bad)} weights of {file} do not fit models.{role} as configured (e.g. {bad[0]}: "
+                f"{tuple(state[bad[0]].shape)} exported, {tuple(own[bad[0]].shape)} here); the models.{role} args "
+                "must extend the exported model, not change its sizes"
+            )
+        module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+        dropped = sorted({k.split(".")[0] for k in state if k not in own})
+        self._grown = {**getattr(self, "_grown", {}),
+                       role: (sum(k not in state for k in own), dropped)}
 
     def build_losses(self) -> dict[str, list[LossTerm]]:
         """The config's loss list, or a mapping ``{group: [loss, ...]}`` (stages pick their groups)."""
@@ -491,7 +547,11 @@ class BaseTrainer(ABC):
         for role, module in self.models.items():
             total = sum(p.numel() for p in module.parameters())
             trained = sum(p.numel() for p in module.parameters() if p.requires_grad) if role in self.trainable_roles else 0
-            lines.append(f"  {role}: {type(module).__name__}, {trained / 1e6:.3f}M trainable / {total / 1e6:.3f}M parameters")
+            new, dropped = getattr(self, "_grown", {}).get(role, (0, []))
+            note = f"; {new} tensors new (not in init_weights' export)" if new else ""
+            note += f"; exported {', '.join(dropped)} dropped (not in this model)" if dropped else ""
+            lines.append(f"  {role}: {type(module).__name__}, {trained / 1e6:.3f}M trainable / {total / 1e6:.3f}M "
+                         f"parameters{note}")
         batch = self.train_loader.batch_size
         lines.append(f"  data: {len(self.train_loader.dataset)} training items; batch {batch} x {d.world_size} "
                      f"process(es) x {self.args.grad_accum} accumulated = {batch * d.world_size * self.args.grad_accum}")

@@ -13,11 +13,42 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from restorekit.errors import ConfigError
 from restorekit.losses.adversarial import FeatureMatchingLoss
 from restorekit.losses.base import GANLoss
+from restorekit.trainers.base import TrainerArgs, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from restorekit.trainers.base import BaseTrainer, LossTerm
+
+
+@dataclass
+class GanArgs(TrainerArgs):
+    """Settings of every adversarial stage: which roles judge, how often, in how many parts."""
+
+    discriminators: list = setting(["discriminators"], "model roles that judge the generator (their own optimizer)")
+    discriminator_steps: int = setting(
+        1, "discriminator updates per generator update, each on the same detached generator output")
+    sub_batches: int = setting(
+        1, "parts each batch is split into for the losses and discriminator updates after ONE generator pass "
+        "(memory of D and loss networks / n; the generator gradient is the full batch's)")
+
+
+def check_gan_args(args: GanArgs) -> None:
+    """ConfigError for settings the adversarial step cannot honour."""
+    discs = args.discriminators
+    if not isinstance(discs, (list, tuple)) or len(set(discs)) != len(discs):
+        raise ConfigError(
+            f"trainer.args.discriminators must be a list of distinct model roles (e.g. [mpd, msd]), got {discs}"
+        )
+    for key in ("discriminator_steps", "sub_batches"):
+        if int(getattr(args, key)) < 1:
+            raise ConfigError(f"trainer.args.{key} must be >= 1, got {getattr(args, key)}")
+    if int(args.discriminator_steps) > 1 and int(args.grad_accum) > 1:
+        raise ConfigError(
+            "trainer.args.discriminator_steps > 1 needs grad_accum: 1 (several discriminator updates inside one "
+            "accumulation window would accumulate instead of stepping); use sub_batches to save memory instead"
+        )
 
 
 @dataclass
@@ -53,46 +84,92 @@ def discriminate(trainer: BaseTrainer, roles: list[str], wave: torch.Tensor, wra
 
 
 def adversarial_step(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
-                     fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """Discriminator update on detached ``fake``, then the generator's losses and update.
+                     fake: torch.Tensor, real: torch.Tensor, discriminator_steps: int = 1,
+                     sub_batches: int = 1) -> dict[str, float]:
+    """Discriminator update(s) on detached ``fake``, then the generator's losses and update.
 
     ``real`` is ``(B, samples)``; ``fake`` is ``(k * B, samples)``: k generator outputs per real
     clip (e.g. every WaveFit iteration), stacked output-major, carrying the generator's graph.
     The discriminators see each real clip once per pass; its logits and feature maps are reused
     for the k fakes instead of running D on k copies of the same audio.
+
+    ``discriminator_steps``: D updates before the generator's, each on the same detached output.
+    ``sub_batches`` (n): the generator has run once on the whole batch; each D update accumulates
+    over n parts (loss / n), and the generator's losses are computed per part on a detached copy
+    of its output whose gradient is accumulated, then pushed through the generator in one backward
+    (FINALLY stage 3). With losses that average over items (all of restorekit's) the generator
+    gradient equals the whole batch's; D and loss-network activations need memory for one part.
     """
     if real.shape[0] == 0 or fake.shape[0] % real.shape[0]:
         raise ValueError(f"fake batch {fake.shape[0]} is not a whole multiple of the real batch {real.shape[0]}")
+    if real.shape[0] % sub_batches:
+        raise ConfigError(f"trainer.args.sub_batches ({sub_batches}) must divide the batch ({real.shape[0]} items); "
+                          "change data.batch_size or sub_batches")
     scalars: dict[str, float] = {}
     if d_roles and any(t.weight != 0 for t in losses.discriminator):
-        scalars.update(_discriminator_update(trainer, losses, d_roles, fake.detach(), real))
-    with trainer.frozen(*d_roles):
-        total, g_scalars = trainer.weighted_losses(losses.waveform, fake, _tile(real, fake.shape[0]))
-        scalars.update(g_scalars)
-        if d_roles and (losses.adversarial or losses.feature_matching):
-            adv_total, adv_scalars = _generator_adversarial(trainer, losses, d_roles, fake, real)
-            total = total + adv_total
-            scalars.update(adv_scalars)
-    trainer.backward(total, "generator")
+        for _ in range(discriminator_steps):
+            scalars.update(_discriminator_update(trainer, losses, d_roles, fake.detach(), real, sub_batches))
+    if sub_batches == 1:
+        total, g_scalars = _generator_losses(trainer, losses, d_roles, fake, real)
+        trainer.backward(total, "generator")
+    else:
+        total, g_scalars = _generator_sub_batched(trainer, losses, d_roles, fake, real, sub_batches)
+    scalars.update(g_scalars)
     trainer.optimizer_step("generator")
     scalars["loss/generator_total"] = float(total.detach())
     return scalars
 
 
+def _generator_losses(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str], fake: torch.Tensor,
+                      real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    with trainer.frozen(*d_roles):
+        total, scalars = trainer.weighted_losses(losses.waveform, fake, _tile(real, fake.shape[0]))
+        if d_roles and (losses.adversarial or losses.feature_matching):
+            adv_total, adv_scalars = _generator_adversarial(trainer, losses, d_roles, fake, real)
+            total = total + adv_total
+            scalars.update(adv_scalars)
+    return total, scalars
+
+
+def _generator_sub_batched(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str], fake: torch.Tensor,
+                           real: torch.Tensor, n: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """Generator losses per part on a detached output; one backward through the generator."""
+    leaf = fake.detach().requires_grad_(True)
+    total = torch.zeros((), device=fake.device)
+    scalars: dict[str, float] = {}
+    for f, r in zip(_parts(leaf, real, n), real.chunk(n)):
+        part_total, part_scalars = _generator_losses(trainer, losses, d_roles, f, r)
+        trainer.backward(part_total / n, "generator")  # accumulates (scaled) into leaf.grad only
+        total = total + part_total.detach() / n
+        for k, v in part_scalars.items():
+            scalars[k] = scalars.get(k, 0.0) + v / n
+    with torch.autocast(device_type=fake.device.type, enabled=False):
+        fake.backward(leaf.grad)  # the accumulated output gradient, through the generator once
+    return total, scalars
+
+
+def _parts(fake: torch.Tensor, real: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``fake`` (k * B rows, output-major) split into n parts aligned with ``real.chunk(n)``."""
+    k, b = fake.shape[0] // real.shape[0], real.shape[0]
+    per_output = fake.view(k, b, *fake.shape[1:]).chunk(n, dim=1)
+    return [p.reshape(-1, *fake.shape[1:]) for p in per_output]
+
+
 def _discriminator_update(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
-                          fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    with trainer.autocast():
-        real_logits, _ = discriminate(trainer, d_roles, real, wrapped=True)
-        fake_logits, _ = discriminate(trainer, d_roles, fake, wrapped=True)
-    total = torch.zeros((), device=real.device)
-    scalars = {}
-    for t in losses.discriminator:
-        with torch.no_grad() if t.weight == 0 else contextlib.nullcontext():
-            value = t.fn.discriminator([x.float() for x in real_logits], [x.float() for x in fake_logits])
-        if t.weight != 0:  # the config weight scales G's term; D learns at unit weight
-            total = total + value
-        scalars[f"{t.key}_d"] = float(value.detach())
-    trainer.backward(total, "discriminator")
+                          fake: torch.Tensor, real: torch.Tensor, n: int = 1) -> dict[str, float]:
+    scalars: dict[str, float] = {}
+    for f, r in zip(_parts(fake, real, n), real.chunk(n)):
+        with trainer.autocast():
+            real_logits, _ = discriminate(trainer, d_roles, r, wrapped=True)
+            fake_logits, _ = discriminate(trainer, d_roles, f, wrapped=True)
+        total = torch.zeros((), device=real.device)
+        for t in losses.discriminator:
+            with torch.no_grad() if t.weight == 0 else contextlib.nullcontext():
+                value = t.fn.discriminator([x.float() for x in real_logits], [x.float() for x in fake_logits])
+            if t.weight != 0:  # the config weight scales G's term; D learns at unit weight
+                total = total + value
+            scalars[f"{t.key}_d"] = scalars.get(f"{t.key}_d", 0.0) + float(value.detach()) / n
+        trainer.backward(total / n, "discriminator")
     trainer.optimizer_step("discriminator")
     return scalars
 

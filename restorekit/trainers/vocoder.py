@@ -30,16 +30,15 @@ import torch.nn.functional as F
 from restorekit.errors import ConfigError
 from restorekit.models.miipher2 import check_pair
 from restorekit.trainers import TRAINERS
-from restorekit.trainers.base import BaseTrainer, TrainerArgs, setting
-from restorekit.trainers.gan import GanLosses, adversarial_step
+from restorekit.trainers.base import BaseTrainer, setting
+from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args
 
 
 @dataclass
-class VocoderArgs(TrainerArgs):
-    """Adds ``discriminators`` (the model roles that judge the vocoder), ``vocoder_segment_seconds``
-    (null: train the vocoder on the whole segment) and ``target_peak`` (null: keep the data's level)."""
+class VocoderArgs(GanArgs):
+    """Adds ``vocoder_segment_seconds`` (null: train the vocoder on the whole segment) and
+    ``target_peak`` (null: keep the data's level) to the adversarial settings."""
 
-    discriminators: list = setting(["discriminators"], "model roles that judge the vocoder (their own optimizer)")
     vocoder_segment_seconds: float | None = setting(
         None, "random frame-aligned crop the vocoder trains on; the encoder sees the whole segment; null: no crop")
     target_peak: float | None = setting(0.9, "peak each clean target (and its degraded input) is scaled to; null: as is")
@@ -64,10 +63,11 @@ class _VocoderTrainer(BaseTrainer):
 
     def check_inputs(self) -> None:
         super().check_inputs()
-        discs = self.args.discriminators
-        if not isinstance(discs, (list, tuple)) or len(set(discs)) != len(discs) or "vocoder" in discs:
+        check_gan_args(self.args)
+        if "vocoder" in self.args.discriminators:
             raise ConfigError(
-                f"trainer.args.discriminators must be a list of distinct model roles (e.g. [mpd, msd]), got {discs}"
+                f"trainer.args.discriminators must be a list of distinct model roles (e.g. [mpd, msd]), got "
+                f"{self.args.discriminators}"
             )
         crop, peak = self.args.vocoder_segment_seconds, self.args.target_peak
         if crop is not None and not float(crop) > 0:
@@ -152,7 +152,8 @@ class _VocoderTrainer(BaseTrainer):
             outputs = self.model("vocoder")(feats)
         n = min(real.shape[-1], min(o.shape[-1] for o in outputs))
         fake = torch.cat([o[..., :n] for o in outputs], dim=0)  # every WaveFit iteration is trained
-        return adversarial_step(self, self._gan_losses(), list(self.args.discriminators), fake, real[..., :n])
+        return adversarial_step(self, self._gan_losses(), list(self.args.discriminators), fake, real[..., :n],
+                                int(self.args.discriminator_steps), int(self.args.sub_batches))
 
     def _valid_frames(self, batch: dict[str, Any], frames: int) -> torch.Tensor:
         lengths = batch.get("lengths")
