@@ -91,8 +91,8 @@ def load(spec: str | Path, device: str = "cpu", **kwargs: Any) -> Restorer:
 
 
 def from_pretrained(spec: str | Path, **kwargs: Any) -> Any:
-    """The Miipher-2 restorer module (``torch.nn.Module``) of an export folder or Hub id."""
+    """The restorer module (``torch.nn.Module``: ``Miipher2`` or ``WaveRestorer``) of an export folder or Hub id."""
     from restorekit.hub import resolve_export
-    from restorekit.models.miipher2 import Miipher2
+    from restorekit.models.wave_restorer import restorer_from_export
 
-    return Miipher2.from_export(resolve_export(spec), **kwargs)
+    return restorer_from_export(resolve_export(spec), **kwargs)

@@ -11,12 +11,15 @@ from restorekit.enhancers.base import Enhancer
 
 @ENHANCERS.register("restorekit")
 class RestorekitExport(Enhancer):
-    """A restorekit export (Miipher-2 restorer) at ``path``: (T,) at any rate -> (T * 24000 / sr,) at 24 kHz.
+    """A restorekit export at ``path``: (T,) at any rate -> (T * rate / sr,) at the restorer's rate.
 
-    ``path`` is the ``export/`` folder a trainer wrote (config.yaml + <role>.safetensors).
+    ``path`` is the ``export/`` folder a trainer wrote (config.yaml + <role>.safetensors): a
+    Miipher-2 restorer (24 kHz out) or a waveform generator (HiFi++ 16 kHz, FINALLY 16 or 48 kHz; a
+    mel vocoder re-synthesises its input).
     Inputs longer than ``chunk_seconds`` are restored in chunks overlapping by
     ``overlap_seconds`` (level-matched, cross-faded), so memory is bounded by one chunk.
-    ``device`` is a torch device string (``cpu``, ``cuda:0``); ``seed`` fixes the vocoder noise.
+    ``device`` is a torch device string (``cpu``, ``cuda:0``); ``seed`` fixes WaveFit's noise
+    (generators draw none).
     Level: output peak ``output_peak`` whatever the input gain, silent where the input is below
     ``silence_dbfs`` (see ``restorekit.models.miipher2``).
     """
@@ -33,13 +36,15 @@ class RestorekitExport(Enhancer):
         output_peak: float | None = 0.9,
         silence_dbfs: float | None = -70.0,
     ) -> None:
-        from restorekit.models.miipher2 import Miipher2
+        from restorekit.models.export import load_config
+        from restorekit.models.wave_restorer import restorer_from_export
 
         self.path = Path(path)
-        self.restorer = Miipher2.from_export(
-            self.path, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, seed=seed,
-            output_peak=output_peak, silence_dbfs=silence_dbfs,
-        ).to(device)
+        load_config(self.path)  # a clear error when the folder is not an export
+        level = {"chunk_seconds": chunk_seconds, "overlap_seconds": overlap_seconds,
+                 "output_peak": output_peak, "silence_dbfs": silence_dbfs}
+        is_generator = (self.path / "generator.safetensors").is_file()
+        self.restorer = restorer_from_export(self.path, **level, **({} if is_generator else {"seed": seed})).to(device)
         self.sample_rate = int(self.restorer.sample_rate)
 
     def enhance(self, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:

@@ -6,7 +6,17 @@ from restorekit.registry import Registry
 
 MODELS = Registry("models")
 
-from restorekit.models import adapters, discriminators, miipher2, ssl, wavefit  # noqa: E402,F401  (registers)
-from restorekit.models import finally_gen, hifigan, hifipp, mos  # noqa: E402,F401  (registers)
+from restorekit.models import (  # noqa: E402,F401  (registers)
+    adapters,
+    discriminators,
+    finally_gen,
+    hifigan,
+    hifipp,
+    miipher2,
+    mos,
+    ssl,
+    wave_restorer,
+    wavefit,
+)
 
 __all__ = ["MODELS"]

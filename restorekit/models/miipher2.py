@@ -64,8 +64,7 @@ class Miipher2(nn.Module):
             raise ConfigError(
                 f"miipher2: overlap_seconds ({overlap_seconds}) must be > 0 and < chunk_seconds ({chunk_seconds})"
             )
-        if output_peak is not None and not 0 < output_peak <= 1:
-            raise ConfigError(f"miipher2: output_peak must be in (0, 1] or null, got {output_peak}")
+        check_level_args("miipher2", output_peak)
         self.output_peak, self.silence_dbfs = output_peak, silence_dbfs
         self.feature_cleaner, self.vocoder = _module(feature_cleaner, "feature_cleaner"), _module(vocoder, "vocoder")
         check_pair(self.feature_cleaner, self.vocoder)
@@ -98,15 +97,7 @@ class Miipher2(nn.Module):
         else:
             overlap = max(frame, round(self.overlap_seconds * sr / frame) * frame)
             y = self._chunked(x, sr, chunk, overlap, out_len)
-        return self._apply_level_policy(y, x.cpu().numpy(), sr), self.sample_rate
-
-    def _apply_level_policy(self, y: np.ndarray, x: np.ndarray, sr: int) -> np.ndarray:
-        if self.silence_dbfs is not None:
-            y = y * activity_gate(x, sr, len(y), self.silence_dbfs)
-        p = float(np.abs(y).max()) if y.size else 0.0
-        if self.output_peak is not None and p > 0:
-            y = y * np.float32(self.output_peak / p)
-        return y.astype(np.float32)
+        return apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate
 
     def _frame_samples(self, sr: int) -> int:
         return max(1, round(sr / self.feature_cleaner.frame_rate))
@@ -142,6 +133,23 @@ class Miipher2(nn.Module):
             if end >= x.shape[0]:
                 return out
             start += step
+
+
+def apply_level_policy(y: np.ndarray, x: np.ndarray, sr: int, output_peak: float | None,
+                       silence_dbfs: float | None) -> np.ndarray:
+    """Every restorer's output level: muted where the input ``x`` (at ``sr``) is silent, then scaled
+    to peak ``output_peak`` (None: as made)."""
+    if silence_dbfs is not None:
+        y = y * activity_gate(x, sr, len(y), silence_dbfs)
+    p = float(np.abs(y).max()) if y.size else 0.0
+    if output_peak is not None and p > 0:
+        y = y * np.float32(output_peak / p)
+    return y.astype(np.float32)
+
+
+def check_level_args(who: str, output_peak: float | None) -> None:
+    if output_peak is not None and not 0 < output_peak <= 1:
+        raise ConfigError(f"{who}: output_peak must be in (0, 1] or null, got {output_peak}")
 
 
 def _merge(out: np.ndarray, piece: np.ndarray, start: int, written: int) -> int:

@@ -1,0 +1,109 @@
+"""A waveform generator used as a restorer: HiFi++, FINALLY, or a mel vocoder in copy synthesis.
+
+The generator's export (``generator`` role) is all it needs. Input at any rate is resampled
+(julius, on the model's device) to the generator's ``input_rate``; a mel vocoder (a generator
+with ``features``) re-synthesises the mel of its input, which checks a vocoder, not a restorer.
+Long inputs go through overlapping chunks (memory of one chunk), level-matched and cross-faded
+at the seams as ``Miipher2.restore`` does, and the output follows the same level policy
+(``apply_level_policy``): the CLI, the ``restorekit`` enhancer and ``restorekit.load`` agree.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import julius
+import numpy as np
+import torch
+from torch import nn
+
+from restorekit.errors import ConfigError
+from restorekit.models import MODELS
+from restorekit.models.miipher2 import _as_tensor, _merge, apply_level_policy, check_level_args
+
+
+@MODELS.register("wave_restorer")
+class WaveRestorer(nn.Module):
+    """Waveform-generator restorer: wave (T,) at any rate -> (T * sample_rate / sr,) at the generator's rate.
+
+    ``generator``: a config node (or built module) of an audio-to-audio generator (``a2a_hifipp``,
+    ``finally``) or a mel vocoder (``hifigan``, ``hifipp``: copy synthesis). Inputs longer than
+    ``chunk_seconds`` are restored in chunks overlapping by ``overlap_seconds``. Level: peak
+    ``output_peak`` (null: as made), muted where the input is below ``silence_dbfs`` (null: no gate).
+    """
+
+    def __init__(self, generator: Mapping[str, Any] | nn.Module, chunk_seconds: float = 10.0,
+                 overlap_seconds: float = 1.0, output_peak: float | None = 0.9,
+                 silence_dbfs: float | None = -70.0) -> None:
+        super().__init__()
+        if not 0 < overlap_seconds < chunk_seconds:
+            raise ConfigError(f"wave_restorer: overlap_seconds ({overlap_seconds}) must be > 0 and < "
+                              f"chunk_seconds ({chunk_seconds})")
+        check_level_args("wave_restorer", output_peak)
+        self.generator = generator if isinstance(generator, nn.Module) else MODELS.build(generator, "models.generator")
+        self.chunk_seconds, self.overlap_seconds = float(chunk_seconds), float(overlap_seconds)
+        self.output_peak, self.silence_dbfs = output_peak, silence_dbfs
+        self.sample_rate = int(self.generator.sample_rate)
+        self.input_rate = int(getattr(self.generator, "input_rate", self.sample_rate))
+        self.eval()
+
+    @classmethod
+    def from_export(cls, directory: str | Path, **kwargs: Any) -> WaveRestorer:
+        """A restorer from an export folder holding a ``generator``."""
+        from restorekit.models.export import load_export
+
+        return cls(load_export(directory, roles=["generator"])["generator"], **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @torch.no_grad()
+    def restore(self, wave: np.ndarray | torch.Tensor, sr: int) -> tuple[np.ndarray, int]:
+        """Restore mono audio (T,) at ``sr`` Hz; returns (float32 (round(T * rate / sr),), rate)."""
+        x = _as_tensor(wave).to(self.device)
+        out_len = round(x.shape[0] * self.sample_rate / sr)
+        chunk = max(1, round(self.chunk_seconds * sr))
+        if x.shape[0] <= chunk:
+            y = self._render(x, sr, out_len)
+        else:
+            y = self._chunked(x, sr, chunk, max(1, round(self.overlap_seconds * sr)), out_len)
+        return apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate
+
+    def _render(self, x: torch.Tensor, sr: int, out_len: int) -> np.ndarray:
+        x = x[None].float()
+        if sr != self.input_rate:
+            x = julius.resample_frac(x, int(sr), self.input_rate)
+        gen = self.generator
+        y = gen(gen.features(x)) if hasattr(gen, "features") else gen(x)
+        y = torch.nn.functional.pad(y[0, :out_len], (0, max(0, out_len - y.shape[-1])))
+        return y.float().cpu().numpy()
+
+    def _chunked(self, x: torch.Tensor, sr: int, chunk: int, overlap: int, out_len: int) -> np.ndarray:
+        out = np.zeros(out_len, dtype=np.float32)
+        ratio, start, written = self.sample_rate / sr, 0, 0
+        while True:
+            end = min(start + chunk, x.shape[0])
+            o_start, o_end = round(start * ratio), round(end * ratio) if end < x.shape[0] else out_len
+            written = _merge(out, self._render(x[start:end], sr, o_end - o_start), o_start, written)
+            if end >= x.shape[0]:
+                return out
+            start += chunk - overlap
+
+
+def restorer_from_export(directory: str | Path, **kwargs: Any) -> nn.Module:
+    """The restorer an export holds: ``Miipher2`` (feature_cleaner + vocoder) or ``WaveRestorer`` (generator)."""
+    from restorekit.errors import CheckpointError
+    from restorekit.models.miipher2 import Miipher2
+
+    roles = {p.stem for p in Path(directory).glob("*.safetensors")}
+    if {"feature_cleaner", "vocoder"} <= roles:
+        return Miipher2.from_export(directory, **kwargs)
+    if "generator" in roles:
+        return WaveRestorer.from_export(directory, **kwargs)
+    raise CheckpointError(
+        f"{directory}: this export holds {sorted(roles) or 'no weights'}, which make no restorer; restorers are "
+        "the exports of miipher2_vocoder_finetune (feature_cleaner + vocoder) and of the waveform-generator "
+        "stages (generator: hifigan, hifipp, finally_*); a stage-1 or stage-2 Miipher-2 export is not one"
+    )
