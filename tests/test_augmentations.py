@@ -60,6 +60,8 @@ def example_args(name: str, dirs: dict[str, str]) -> dict:
     """An example config for each registered op (the registry sweep builds all of these)."""
     examples = {
         "chain": {"ops": [{"name": "gain", "p": 1.0, "args": {"gain_db": [-3, 3]}}]},
+        "audiomentations": {"transform": "TanhDistortion"},
+        "pedalboard": {"plugin": "Chorus", "rate_hz": [0.5, 2.0]},
         "noise": {"dirs": [dirs["noise"]], "snr_db": [5, 30]},
         "reverb": {"dirs": [dirs["rir"]]},
         "room_reverb": {"rt60": [0.2, 0.4], "pool_size": 2},

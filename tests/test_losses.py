@@ -30,9 +30,20 @@ def _example_inputs(name: str) -> tuple:
     return torch.randn(2, 2048, generator=g, requires_grad=True), torch.randn(2, 2048, generator=g)
 
 
+def _utmos_args(folder) -> dict:
+    """A tiny WV-MOS in its released layout (see tests/test_mos.py): utmos_loss needs real weights."""
+    from tests.test_mos import WvMos, legacy_weight_norm, save_encoder, tiny_config
+
+    torch.manual_seed(0)
+    state = {f"model.{k}": v for k, v in legacy_weight_norm(WvMos(tiny_config()).state_dict()).items()}
+    torch.save({"state_dict": state}, folder / "wav2vec2.ckpt")
+    return {"predictor": "wvmos", "checkpoint": str(folder / "wav2vec2.ckpt"), "encoder": save_encoder(folder / "enc")}
+
+
 @pytest.mark.parametrize("name", LOSSES.names())
-def test_every_registered_loss_builds_and_gives_a_differentiable_scalar(name):
-    loss = LOSSES.build({"name": name, "args": EXAMPLE_ARGS.get(name, {})}, where=f"losses.{name}")
+def test_every_registered_loss_builds_and_gives_a_differentiable_scalar(name, tmp_path):
+    args = _utmos_args(tmp_path) if name == "utmos_loss" else EXAMPLE_ARGS.get(name, {})
+    loss = LOSSES.build({"name": name, "args": args}, where=f"losses.{name}")
     estimate, reference = _example_inputs(name)
     value = loss(estimate, reference)
     assert value.ndim == 0 and torch.isfinite(value)

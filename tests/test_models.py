@@ -1,6 +1,7 @@
 """Registry sweep over every model, and the discriminators' contract."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,8 @@ TINY_WAVEFIT = {"feature_dim": 32, "iterations": 2, "cond_channels": 16, "upsamp
                 "downsample_channels": [4, 8, 8, 16], "memory_efficient": True}
 
 # name -> example args; every registered model must appear here (the sweep checks it).
+_UNETS = {"channels": 32, "spectralunet_widths": [4, 8], "spectralunet_depth": 1, "spectralunet_out": 16,
+          "waveunet_widths": [4, 8], "waveunet_depth": 1, "spectralmasknet_widths": [4, 8], "spectralmasknet_depth": 1}
 EXAMPLES = {
     "w2v_bert2": TINY_ENCODER["args"],
     "hubert": {"layer": 2, "config": TINY_WAV},
@@ -30,6 +33,11 @@ EXAMPLES = {
                                       {"name": "ms_stft", "args": {"fft_sizes": [128], "channels": 8, "depth": 1}}]},
     "miipher2": {"feature_cleaner": {"name": "parallel_adapter_cleaner", "args": {"encoder": TINY_ENCODER, "bottleneck": 16}},
                  "vocoder": {"name": "wavefit", "args": TINY_WAVEFIT}},
+    "hifigan": {"channels": 32, "resblock_kernel_sizes": [3], "resblock_dilations": [[1, 3]]},
+    "hifipp": _UNETS,
+    "a2a_hifipp": _UNETS,
+    "finally": {**_UNETS, "wavlm": {"name": "wavlm", "args": {"layer": 2, "config": {**TINY_WAV, "num_buckets": 8}}}},
+    "wave_restorer": {"generator": {"name": "a2a_hifipp", "args": _UNETS}},
 }
 
 
@@ -44,6 +52,13 @@ def _run(name: str, model: torch.nn.Module) -> None:
     elif name == "miipher2":
         out, sr = model.restore(wave[0].numpy(), 16000)
         assert sr == 24000 and out.shape == (24000,)
+    elif name in ("hifigan", "hifipp"):
+        assert model(model.features(wave)).shape == (2, 16000 // 256 * 256)
+    elif name in ("a2a_hifipp", "finally"):
+        assert model(wave).shape == (2, 16000)
+    elif name == "wave_restorer":
+        out, sr = model.restore(wave[0].numpy(), 48000)  # resampled to the generator's 16 kHz
+        assert sr == 16000 and out.shape == (16000 // 3,) and np.abs(out).max() == pytest.approx(0.9)
     else:
         feats = model(wave, 16000)
         assert feats.shape == (2, model.num_frames(16000, 16000), 32)

@@ -50,6 +50,9 @@ def test_schedules_have_their_documented_shapes():
     assert cos[6] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))
     assert cos[10:] == pytest.approx([0.0, 0.0])
     assert _lrs({"name": "exponential", "args": {"gamma": 0.5, "every": 2}}, 5) == pytest.approx([1, 1, 0.5, 0.5, 0.25])
+    # FINALLY stage 3: a linear warm-up, then the decay counts from its end
+    warm = {"name": "exponential", "args": {"gamma": 0.5, "every": 2, "warmup_steps": 2}}
+    assert _lrs(warm, 6) == pytest.approx([0.5, 1, 1, 1, 0.5, 0.5])
 
 
 def test_scheduler_state_round_trips():

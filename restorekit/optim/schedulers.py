@@ -76,8 +76,17 @@ def cosine_warmup(
 
 
 @SCHEDULERS.register("exponential")
-def exponential(optimizer: torch.optim.Optimizer, gamma: float = 0.999, every: int = 1) -> LambdaLR:
-    """Multiply the learning rate by `gamma` every `every` steps (HiFi-GAN/WaveFit style decay)."""
+def exponential(optimizer: torch.optim.Optimizer, gamma: float = 0.999, every: int = 1,
+                warmup_steps: int = 0) -> LambdaLR:
+    """Multiply the learning rate by `gamma` every `every` steps (HiFi-GAN/WaveFit/FINALLY style decay),
+    after an optional linear warm-up over `warmup_steps` (FINALLY stage 3: 10)."""
     _check("gamma", gamma, 0.0, 1.0)
     _check("every", every, 1)
-    return _lambda(optimizer, lambda step: gamma ** (step // every))
+    _check("warmup_steps", warmup_steps, 0)
+
+    def fn(step: int) -> float:
+        if step < warmup_steps:
+            return _warmup(step, warmup_steps)
+        return gamma ** ((step - warmup_steps) // every)
+
+    return _lambda(optimizer, fn)
