@@ -126,3 +126,29 @@ def test_accumulation_across_two_ranks_equals_one_batch_of_all_their_items(tmp_p
             # float32 log-magnitude gradients of 1-item and 4-item batches differ by ~3e-4 (relative)
             error = torch.linalg.vector_norm(ranks[0][f"grad.{i}"] - grad) / torch.linalg.vector_norm(grad)
             assert error < 1e-3, f"{tag}: gradient {i} is {float(error):.2%} away from the whole batch's"
+
+
+def test_two_rank_ddp_gan_stage_with_sub_batches_keeps_ranks_identical(tmp_path):
+    """FINALLY stage 3 (generator + MS-STFT discriminator, two D updates a step, sub-batches of one
+    generator pass) under torchrun: generator and discriminator weights end identical on both ranks."""
+    out = tmp_path / "run"
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    overrides = [
+        "exp.config_path=configs/finally/quickstart/stage3.yaml", f"exp.output_dir={out}", "exp.device=cpu",
+        "data.batch_size=2", "trainer.args.init_from={}", "trainer.args.max_steps=2", "trainer.args.ckpt_every=2",
+        "trainer.args.log_every=1", "trainer.args.max_valid_items=1", "trainer.args.num_audio_samples=0",
+        "trainer.args.sub_batches=2", "trainer.args.discriminator_steps=2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(worker), *overrides],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    ranks = [load_file(str(out / f"params_rank{r}.safetensors")) for r in (0, 1)]
+    roles = {name.split(".")[0] for name in ranks[0]}
+    assert roles == {"generator", "discriminators"} and set(ranks[0]) == set(ranks[1])
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between rank 0 and rank 1"
+    init = load_file(str(out / "init_rank0.safetensors"))
+    for role in roles:
+        assert any(not torch.equal(init[n], ranks[0][n]) for n in init if n.startswith(role)), f"{role} did not train"

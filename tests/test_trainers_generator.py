@@ -117,15 +117,17 @@ OVERFIT = {
         sample_rate=48000, context=True, optimizers=gan_optimizers(), discriminator_steps=2),
 }
 MAIN_LOSS = {"hifigan": "loss/mel_l1", "hifipp": "loss/mel_l1"}
+STEPS = {"finally_stage3": 40}  # its generator also answers two discriminator updates a step
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", list(OVERFIT))
 def test_each_stage_overfits_one_utterance(tmp_path, pair_dirs, trainer):
-    """Its main loss halves within 25 steps on one 1 s utterance (tiny models, CPU, ~10-25 s each)."""
+    """Its main loss halves within 25 steps (40 in stage 3) on one 1 s utterance (tiny models, CPU,
+    10-30 s each)."""
     cfg = OVERFIT[trainer](tmp_path, pair_dirs)
     cfg.data.train.args.segment_seconds = 1.024  # the whole utterance (and its whole row as context)
-    cfg.trainer.args.max_steps = 25
+    cfg.trainer.args.max_steps = STEPS.get(trainer, 25)
     cfg.trainer.args.export = False
     cfg.trainer.args.optimizers.generator.args.lr = 1e-2
     values = _overfit(cfg, MAIN_LOSS.get(trainer, "loss/lmos"))
