@@ -253,11 +253,11 @@ class Utmosv2(MosPredictor):
         self.rng = np.random.default_rng(seed)
 
     def _starts(self, high: int, size: int) -> np.ndarray:
-        return self.rng.integers(0, high, size=size) if self.rng else np.random.randint(0, high, size=size)
+        return self.rng.integers(0, high, size=size) if self.rng is not None else np.random.randint(0, high, size=size)
 
     def _beta(self, size: tuple[int, ...]) -> np.ndarray:
         a = self.mixup_alpha
-        return self.rng.beta(a, a, size=size) if self.rng else np.random.beta(a, a, size=size)
+        return self.rng.beta(a, a, size=size) if self.rng is not None else np.random.beta(a, a, size=size)
 
     def predict(self, wave: torch.Tensor) -> torch.Tensor:
         x1 = self.ssl(self._crop(_tile(wave, self.ssl_len), self.ssl_len))
