@@ -64,7 +64,7 @@ def summary_table(summary: dict[str, Any], keys: Sequence[str]) -> str:
 SCALES: dict[str, tuple[float, float]] = {
     "pesq_wb": (1.0, 4.64), "pesq_nb": (1.0, 4.64), "stoi": (0.0, 1.0), "estoi": (0.0, 1.0),
     "dnsmos_sig": (1.0, 5.0), "dnsmos_bak": (1.0, 5.0), "dnsmos_ovrl": (1.0, 5.0), "dnsmos_p808": (1.0, 5.0),
-    "plcmos": (1.0, 5.0), "utmos": (1.0, 5.0), "speaker_similarity": (-1.0, 1.0),
+    "plcmos": (1.0, 5.0), "utmos": (1.0, 5.0), "wvmos": (1.0, 5.0), "utmosv2": (1.0, 5.0), "speaker_similarity": (-1.0, 1.0),
 }
 def chart_figure(summary: dict[str, Any], keys: Sequence[str]) -> Any:
     """One bar panel per value key: each system's mean with its 95% CI, n under each bar."""

@@ -53,8 +53,16 @@ def built():
     return get
 
 
+def _wvmos_args(folder) -> dict:
+    """A tiny WV-MOS in its released layout, loaded by the real loading code (see tests/test_mos.py)."""
+    from test_losses import _utmos_args
+
+    args = _utmos_args(folder)
+    return {"checkpoint": args["checkpoint"], "encoder": args["encoder"]}
+
+
 @pytest.mark.parametrize("name", METRICS.names())
-def test_every_registered_metric_builds_and_scores_small_input(name, built):
+def test_every_registered_metric_builds_and_scores_small_input(name, built, tmp_path, monkeypatch):
     cls = METRICS.get(name)
     first_line = (cls.__doc__ or "").strip().splitlines()[0]
     assert "Hz" in first_line or "input rate" in first_line  # `list` shows the rate it works at
@@ -62,9 +70,15 @@ def test_every_registered_metric_builds_and_scores_small_input(name, built):
         with pytest.raises(CheckpointError, match="utmos: weights for .* are not available offline"):
             built(name)
         return
+    if name == "utmosv2":  # released weights cannot be downloaded here (tests/test_mos.py loads tiny ones)
+        monkeypatch.setenv("HOME", str(tmp_path))  # no cached weights where the package keeps them
+        with pytest.raises(CheckpointError, match="utmosv2: released weights not found"):
+            built(name)
+        return
+    args = _wvmos_args(tmp_path) if name == "wvmos" else {}
     clean = voiced()
     kwargs = {"transcript": "hello world"} if name == "wer" else {}
-    values = built(name)(noisy(clean), SR, clean if cls.needs_reference else None, **kwargs)
+    values = built(name, **args)(noisy(clean), SR, clean if cls.needs_reference else None, **kwargs)
     assert list(values) == list(cls.keys)
     assert all(np.isfinite(v) for v in values.values())
 

@@ -34,7 +34,7 @@ def test_docs_table_lists_every_trainer_setting_with_its_default():
     from restorekit.trainers.vocoder import VocoderArgs
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
-    for f in dataclasses.fields(VocoderArgs):
+    for f in dataclasses.fields(VocoderArgs):  # base + adversarial + vocoder settings
         value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
         assert f"| `{f.name}` | `{shown}` | {f.metadata['help']} |" in doc, f.name

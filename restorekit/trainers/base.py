@@ -71,8 +71,8 @@ class TrainerArgs:
     optimizers: dict = setting({}, "group -> {name, args, grad_clip, scheduler}; the stage names its groups")
     init_from: dict = setting({}, "role -> export folder whose weights that role starts from")
     init_weights: dict = setting(
-        {}, "role -> export folder whose weights load into the role as THIS config builds it (new submodules "
-        "keep their init; every exported weight must fit): grow a trained model")
+        {}, "role -> export folder whose weights load into the role as THIS config builds it (new submodules keep "
+        "their init, exported ones it lacks are dropped and named, a changed shape is an error): grow a trained model")
     train_only: dict = setting({}, "role -> submodule names (e.g. [upsampler]) that train; the role's other weights stay frozen")
     find_unused_parameters: bool = setting(False, "DDP's find_unused_parameters (a model that skips parameters)")
     record_items: bool = setting(False, "write the item names each rank trained on to items/ (audits, tests)")
