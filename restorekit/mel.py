@@ -28,7 +28,8 @@ class LogMel(nn.Module):
     ``pad``: reflect pad in samples each side, for ``center=False`` (HiFi-GAN: ``(n_fft - hop) / 2``
     gives ``T / hop`` frames). ``mag_eps`` is added under the magnitude's square root (a finite
     gradient at silence); ``log_floor`` clamps mel energies before the natural log. Always
-    computed in float32, also under autocast: a bf16 STFT loses the quiet bins.
+    computed in float32, also under autocast: a bf16 STFT loses the quiet bins. ``power`` 1 filters
+    the magnitude (vocoders, losses), 2 the power spectrum (librosa's melspectrogram; metrics).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class LogMel(nn.Module):
         pad: int | None = None,
         mag_eps: float = 1e-9,
         log_floor: float = 1e-5,
+        power: float = 1.0,
     ) -> None:
         super().__init__()
         import librosa
@@ -54,7 +56,9 @@ class LogMel(nn.Module):
         self.win_length, self.n_mels, self.center = win_length, int(n_mels), bool(center)
         self.pad = int(pad or 0)
         self.fmin, self.fmax = float(fmin), None if fmax is None else float(fmax)
-        self.mag_eps, self.log_floor = float(mag_eps), float(log_floor)
+        self.mag_eps, self.log_floor, self.power = float(mag_eps), float(log_floor), float(power)
+        if self.power not in (1.0, 2.0):
+            raise ConfigError(f"log mel: power must be 1 (magnitude, vocoders) or 2 (power, librosa's default), got {power}")
         mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
         self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
@@ -82,7 +86,8 @@ class LogMel(nn.Module):
                              f"{self.n_fft}; give at least one window of audio")
         spec = torch.stft(wave, self.n_fft, self.hop_length, self.win_length, self.window.float(),
                           center=self.center, pad_mode="reflect", return_complex=True)
-        mag = (spec.real.square() + spec.imag.square() + self.mag_eps).sqrt()
+        energy = spec.real.square() + spec.imag.square() + self.mag_eps
+        mag = energy if self.power == 2.0 else energy.sqrt()
         return torch.matmul(self.mel_basis.float(), mag).clamp_min(self.log_floor).log()
 
     @staticmethod

@@ -100,3 +100,21 @@ def test_mel_l1_loss_uses_the_shared_front_end():
     ref = 0.1 * torch.randn(2, 4000)
     mel = LogMel(SR, n_fft=512, hop_length=128, n_mels=40, fmax=7000.0)
     torch.testing.assert_close(loss(est, ref), (mel(est) - mel(ref)).abs().mean())
+
+
+def test_power_two_is_librosas_power_mel_and_bad_power_is_an_error():
+    """power 2 (the mel_distance metric's) filters |X|^2 exactly as librosa.feature.melspectrogram does."""
+    import librosa
+    import numpy as np
+    import pytest
+    import torch
+
+    from restorekit.errors import ConfigError
+    from restorekit.mel import LogMel
+
+    wave = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    ref = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=1024, hop_length=256, n_mels=80, pad_mode="reflect")
+    ours = LogMel(16000, power=2.0, mag_eps=0.0)(torch.from_numpy(wave)[None])[0].numpy()
+    np.testing.assert_allclose(ours, np.log(np.maximum(ref, 1e-5)), atol=1e-4)
+    with pytest.raises(ConfigError, match="log mel: power must be 1 .* or 2"):
+        LogMel(16000, power=3.0)

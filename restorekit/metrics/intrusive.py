@@ -143,12 +143,15 @@ class MelDistance(Metric):
         return {"mel_distance": float(np.mean(np.abs(est - ref)))}
 
     def _logmel(self, wave: np.ndarray, sr: int) -> np.ndarray:
-        import librosa
+        import torch
 
-        mel = librosa.feature.melspectrogram(
-            y=wave, sr=sr, n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels
-        )
-        return np.log10(np.maximum(mel, self.eps))
+        from restorekit.mel import LogMel  # the one mel front end of models, losses and metrics
+
+        if getattr(self, "_mel", None) is None or self._mel.sample_rate != sr:
+            self._mel = LogMel(sr, self.n_fft, self.hop_length, n_mels=self.n_mels, power=2.0, log_floor=self.eps)
+        with torch.no_grad():
+            log_e = self._mel(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None])[0]
+        return log_e.double().numpy() / np.log(10.0)
 
 
 def _text(exc: BaseException) -> str:
