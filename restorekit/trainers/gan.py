@@ -143,8 +143,9 @@ def _generator_sub_batched(trainer: BaseTrainer, losses: GanLosses, d_roles: lis
         total = total + part_total.detach() / n
         for k, v in part_scalars.items():
             scalars[k] = scalars.get(k, 0.0) + v / n
-    with torch.autocast(device_type=fake.device.type, enabled=False):
-        fake.backward(leaf.grad)  # the accumulated output gradient, through the generator once
+    if leaf.grad is not None:  # None when every loss is log-only (weight 0)
+        with torch.autocast(device_type=fake.device.type, enabled=False):
+            fake.backward(leaf.grad)  # the accumulated output gradient, through the generator once
     return total, scalars
 
 
