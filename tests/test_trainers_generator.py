@@ -117,19 +117,18 @@ OVERFIT = {
         sample_rate=48000, context=True, optimizers=gan_optimizers(), discriminator_steps=2),
 }
 MAIN_LOSS = {"hifigan": "loss/mel_l1", "hifipp": "loss/mel_l1"}
-STEPS = {"finally_stage3": 40}  # its generator also answers two discriminator updates a step
+LR = {"finally_stage3": 3e-3}  # the whole 48 kHz generator against two D updates a step: 1e-2 oscillates
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", list(OVERFIT))
 def test_each_stage_overfits_one_utterance(tmp_path, pair_dirs, trainer):
-    """Its main loss halves within 25 steps (40 in stage 3) on one 1 s utterance (tiny models, CPU,
-    10-30 s each)."""
+    """Its main loss halves within 25 steps on one 1 s utterance (tiny models, CPU, 10-40 s each)."""
     cfg = OVERFIT[trainer](tmp_path, pair_dirs)
     cfg.data.train.args.segment_seconds = 1.024  # the whole utterance (and its whole row as context)
-    cfg.trainer.args.max_steps = STEPS.get(trainer, 25)
+    cfg.trainer.args.max_steps = 25
     cfg.trainer.args.export = False
-    cfg.trainer.args.optimizers.generator.args.lr = 1e-2
+    cfg.trainer.args.optimizers.generator.args.lr = LR.get(trainer, 1e-2)
     values = _overfit(cfg, MAIN_LOSS.get(trainer, "loss/lmos"))
     first, last = values[0], float(np.mean(values[-3:]))
     assert last <= 0.5 * first, f"{trainer}: main loss {first:.3f} -> {last:.3f}"
