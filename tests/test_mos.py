@@ -26,17 +26,14 @@ from restorekit.models.mos import (
     _tile,
     load_state,
 )
+from test_metrics import voiced as _voiced
 
 SR = 16000
 
 
 def voiced(sr: int = SR, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    """A speech-like signal: 140 Hz harmonics, syllable-rate envelope, a little noise."""
-    t = np.arange(int(sr * seconds)) / sr
-    harmonics = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12))
-    envelope = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None)
-    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
-    return (0.25 * harmonics * envelope + noise).astype(np.float32)
+    """tests/test_metrics.py's speech-like signal, 1 s by default here."""
+    return _voiced(sr, seconds, seed)
 
 
 def tiny_config(hidden: int = 16):

@@ -34,6 +34,14 @@ class GanArgs(TrainerArgs):
         "(memory of D and loss networks / n; the generator gradient is the full batch's)")
 
 
+def gan_optimizer_roles(generator: str, discriminators: list[str]) -> dict[str, list[str]]:
+    """Optimizer groups of an adversarial stage: ``generator`` and, when any, ``discriminator``."""
+    groups = {"generator": [generator]}
+    if discriminators:
+        groups["discriminator"] = list(discriminators)
+    return groups
+
+
 def check_gan_args(args: GanArgs) -> None:
     """ConfigError for settings the adversarial step cannot honour."""
     discs = args.discriminators

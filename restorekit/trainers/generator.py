@@ -25,7 +25,7 @@ import torch
 from restorekit.errors import ConfigError
 from restorekit.trainers import TRAINERS
 from restorekit.trainers.base import BaseTrainer, setting
-from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args
+from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args, gan_optimizer_roles
 
 
 def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
@@ -58,10 +58,7 @@ class WaveGeneratorTrainer(BaseTrainer):
         return ["generator", *self.args.discriminators]
 
     def optimizer_roles(self) -> dict[str, list[str]]:
-        groups = {"generator": ["generator"]}
-        if self.args.discriminators:
-            groups["discriminator"] = list(self.args.discriminators)
-        return groups
+        return gan_optimizer_roles("generator", self.args.discriminators)
 
     def check_inputs(self) -> None:
         super().check_inputs()

@@ -31,7 +31,7 @@ from restorekit.errors import ConfigError
 from restorekit.models.miipher2 import check_pair
 from restorekit.trainers import TRAINERS
 from restorekit.trainers.base import BaseTrainer, setting
-from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args
+from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args, gan_optimizer_roles
 
 
 @dataclass
@@ -56,10 +56,7 @@ class _VocoderTrainer(BaseTrainer):
         return ["feature_cleaner", "vocoder", *self.args.discriminators]
 
     def optimizer_roles(self) -> dict[str, list[str]]:
-        groups = {"generator": ["vocoder"]}
-        if self.args.discriminators:
-            groups["discriminator"] = list(self.args.discriminators)
-        return groups
+        return gan_optimizer_roles("vocoder", self.args.discriminators)
 
     def check_inputs(self) -> None:
         super().check_inputs()
