@@ -249,3 +249,17 @@ def test_stage3_pretrain_needs_an_upsampler(tmp_path, pair_dirs):
     cfg.models.generator = finally_node(upsample=False)
     with pytest.raises(ConfigError, match="set models.generator.args.upsample: true"):
         TRAINERS.get("finally_stage3_pretrain").from_config(cfg)
+
+
+def test_finally_stages_hand_the_generator_its_16k_input_and_context_row(tmp_path, pair_dirs):
+    """At 48 kHz (stage 3) the degraded segment, WavLM's context row and the crop offset all reach
+    the generator at its 16 kHz input rate: offset / 3, row length / 3, segment = row[offset:]."""
+    cfg = OVERFIT["finally_stage3"](tmp_path, pair_dirs)
+    tr = TRAINERS.get("finally_stage3").from_config(cfg)
+    batch = next(iter(tr.train_loader))
+    (wave,), kwargs = tr.generator_inputs(batch)
+    assert wave.shape == (1, 8192) and kwargs["context"].shape == (1, batch["context"].shape[1] // 3)
+    offset = int(kwargs["context_offset"][0])
+    assert offset * 3 == int(batch["context_offset"][0]) and offset % 256 == 0
+    inner = slice(64, -64)  # resampling a segment and its row differs only near the segment's edges
+    torch.testing.assert_close(wave[0, inner], kwargs["context"][0, offset: offset + 8192][inner], atol=2e-3, rtol=0)
