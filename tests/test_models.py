@@ -38,6 +38,8 @@ EXAMPLES = {
     "a2a_hifipp": _UNETS,
     "finally": {**_UNETS, "wavlm": {"name": "wavlm", "args": {"layer": 2, "config": {**TINY_WAV, "num_buckets": 8}}}},
     "wave_restorer": {"generator": {"name": "a2a_hifipp", "args": _UNETS}},
+    "hifigan_ssl_vocoder": {"feature_dim": 32, "generator": {"channels": 16, "resblock_kernel_sizes": [3],
+                                                             "resblock_dilations": [[1, 3]]}},
 }
 
 
@@ -56,6 +58,8 @@ def _run(name: str, model: torch.nn.Module) -> None:
         assert model(model.features(wave)).shape == (2, 16000 // 256 * 256)
     elif name in ("a2a_hifipp", "finally"):
         assert model(wave).shape == (2, 16000)
+    elif name == "hifigan_ssl_vocoder":
+        assert model.infer(torch.randn(2, 5, 32)).shape == (2, 5 * 441)  # 22050 / 50 samples per frame
     elif name == "wave_restorer":
         out, sr = model.restore(wave[0].numpy(), 48000)  # resampled to the generator's 16 kHz
         assert sr == 16000 and out.shape == (16000 // 3,) and np.abs(out).max() == pytest.approx(0.9)

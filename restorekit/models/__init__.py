@@ -11,6 +11,7 @@ from restorekit.models import (  # noqa: E402,F401  (registers)
     discriminators,
     finally_gen,
     hifigan,
+    hifigan_ssl,
     hifipp,
     miipher2,
     mos,

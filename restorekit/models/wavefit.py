@@ -159,7 +159,7 @@ class WaveFit(nn.Module):
         self.interpolation = _interpolation_mode(feature_interpolation, memory_efficient)
         self.factors = [int(f) for f in upsample_factors]
         self.hop = self.pre_upsample * math.prod(self.factors)
-        self._build_condition(feature_dim, cond_channels, _prenet_config(prenet, feature_dim))
+        self._build_condition(feature_dim, cond_channels, prenet_config(prenet, feature_dim))
         self._build_upsampler(cond_channels, list(upsample_channels))
         self._build_noise_path(list(downsample_channels), list(upsample_channels))
         self.power_head = nn.Linear(feature_dim, 1)
@@ -293,29 +293,30 @@ def _interpolation_mode(mode: str | None, memory_efficient: bool) -> str:
     return mode
 
 
-def _prenet_config(prenet: Mapping[str, Any] | None, feature_dim: int) -> dict[str, Any]:
-    """The pre-net node with defaults filled in (``dim`` and ``ffn_dim`` resolved), checked."""
+def prenet_config(prenet: Mapping[str, Any] | None, feature_dim: int, who: str = "wavefit") -> dict[str, Any]:
+    """The pre-net node with defaults filled in (``dim`` and ``ffn_dim`` resolved), checked; ``who``
+    names the model in errors (WaveFit and the HiFi-GAN SSL vocoder share this pre-net)."""
     unknown = sorted(set(prenet or {}) - set(_PRENET_DEFAULTS))
     if unknown:
         raise ConfigError(
-            f"wavefit: prenet has unknown key(s) {unknown}; accepted keys: {list(_PRENET_DEFAULTS)}"
+            f"{who}: prenet has unknown key(s) {unknown}; accepted keys: {list(_PRENET_DEFAULTS)}"
         )
     cfg = {**_PRENET_DEFAULTS, **(prenet or {})}
     cfg["dim"] = int(cfg["dim"] or feature_dim)
     cfg["ffn_dim"] = int(cfg["ffn_dim"] or 4 * cfg["dim"])
     if cfg["layers"] < 0:
-        raise ConfigError(f"wavefit: prenet.layers is {cfg['layers']}; use 0 (no pre-net) or a positive count")
+        raise ConfigError(f"{who}: prenet.layers is {cfg['layers']}; use 0 (no pre-net) or a positive count")
     if not cfg["layers"]:
         return cfg
     if cfg["dim"] % cfg["heads"]:
-        raise ConfigError(f"wavefit: prenet.dim {cfg['dim']} is not divisible by prenet.heads "
+        raise ConfigError(f"{who}: prenet.dim {cfg['dim']} is not divisible by prenet.heads "
                           f"{cfg['heads']}; change either so every attention head gets dim / heads channels")
     if cfg["kernel_size"] % 2 == 0:
-        raise ConfigError(f"wavefit: prenet.kernel_size {cfg['kernel_size']} must be odd so the depthwise "
+        raise ConfigError(f"{who}: prenet.kernel_size {cfg['kernel_size']} must be odd so the depthwise "
                           "convolution keeps the frame count")
     if cfg["position"] not in _PRENET_POSITIONS:
         raise ConfigError(
-            f"wavefit: prenet.position '{cfg['position']}' is unknown; use one of {_PRENET_POSITIONS}"
+            f"{who}: prenet.position '{cfg['position']}' is unknown; use one of {_PRENET_POSITIONS}"
         )
     return cfg
 
