@@ -1,8 +1,9 @@
 """Write a paired evaluation set from the demo corpus: clean/ and degraded/ WAVs, same names.
 
-The degradations are the ones a training config applies (by default the quickstart stage-3
-validation chain), so `make demo` scores the restorer on the kind of damage it was trained on.
-Each file gets its own seeded generator: the set is identical on every run.
+The degradations are the ones a training config applies to its validation data (by default the
+quickstart restorer's chain, configs/quickstart/restorer.yaml), so `make demo` scores the restorer
+on the kind of damage it was trained on, on voices and sentences it never heard (the demo
+corpus's valid split). Each file gets its own seeded generator: the set is identical on every run.
 
     python scripts/make_demo_eval_set.py --out outputs/demo/eval_set
 """
@@ -28,14 +29,14 @@ def degradation_chain(config_path: str):
     node = cfg.data.valid.args.get("degradations")
     if node is None:
         raise ConfigError(f"{config_path}: {NODE} is null; pick a config that degrades its validation data "
-                          "(e.g. configs/quickstart/stage3.yaml)")
+                          "(e.g. configs/quickstart/restorer.yaml)")
     return AUGMENTATIONS.build(node, where=NODE)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for clean/ and degraded/ (created)")
-    parser.add_argument("--config", default="configs/quickstart/stage3.yaml", help="config whose "
+    parser.add_argument("--config", default="configs/quickstart/restorer.yaml", help="config whose "
                         f"{NODE} is applied")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sample-rate", type=int, default=16000, help="rate of the written files (Hz)")

@@ -296,7 +296,7 @@ def frame_pitch_strength(wave, sr):
 def test_demo_corpus_is_intelligible_speech_like_and_deterministic(demo_dir, tmp_path):
     train, valid = demo_corpus_dir("train", demo_dir), demo_corpus_dir("valid", demo_dir)
     files = sorted(train.rglob("*.wav")) + sorted(valid.rglob("*.wav"))
-    assert len(files) == 40 and len(list(valid.rglob("*.wav"))) == 8
+    assert len(files) == 56 and len(list(valid.rglob("*.wav"))) == 24
     texts = {stem: text for _, _, stem, text in utterances()}
     for f in files:
         wave, sr = sf.read(f, dtype="float32")
@@ -306,7 +306,7 @@ def test_demo_corpus_is_intelligible_speech_like_and_deterministic(demo_dir, tmp
         assert 20 * np.log10(np.sqrt(np.mean(wave ** 2))) > -35  # not silent
         voicing = frame_pitch_strength(wave, sr)
         assert np.mean(voicing > 0.5) > 0.3, f"{f.name}: too few voiced frames"
-    assert len(set(texts.values())) == len(SENTENCES) == 40
+    assert len(set(texts.values())) == len(SENTENCES) == 56
     again = demo_corpus_dir("valid", tmp_path / "rebuilt")
     digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.rglob("*.wav")}  # noqa: E731
     assert digest(again) == digest(valid)

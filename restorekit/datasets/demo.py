@@ -1,10 +1,16 @@
 """``demo_speech``: a small corpus of intelligible English speech made offline with eSpeak NG.
 
 The ``espeakng-loader`` wheel ships the eSpeak NG library and its voice data, so the corpus
-needs no download: 40 short sentences, 4 voices, synthesized once (about a second) and cached
+needs no download: 56 short sentences, 8 voices, synthesized once (a few seconds) and cached
 under ``$RESTOREKIT_DEMO_DIR`` or ``$XDG_CACHE_HOME/restorekit/demo_speech`` (default
 ``~/.cache/...``). Output is deterministic: same text, voice and rate give the same samples.
 eSpeak NG is a formant synthesizer (22.05 kHz): robotic, but real phonetics and prosody.
+
+The splits share neither sentences nor voices, so a score on ``valid`` measures a model on speech
+it has not heard in any form: ``train`` is 32 utterances (8 sentences each from 4 voices, two
+American and two British English, a low and a high voice each), ``valid`` 24 utterances (6
+sentences each from 4 other voices: Scottish, Caribbean, received-pronunciation and New York
+English, pitches in between).
 """
 from __future__ import annotations
 
@@ -21,10 +27,15 @@ from restorekit.datasets.degraded import DegradedSpeech
 from restorekit.datasets.manifest import write_metadata
 from restorekit.errors import ConfigError, DataError
 
-VERSION = "v2"  # bump when sentences, voices or settings change: the cache is keyed by it
+VERSION = "v3"  # bump when sentences, voices or settings change: the cache is keyed by it
 SPLITS = ("train", "valid")
-# speaker -> (eSpeak NG voice, pitch 0-100, pitch range 0-100): two accents, a low and a high voice each.
-VOICES = {"spk1": ("en-us", 40, 60), "spk2": ("en-us", 75, 70), "spk3": ("en", 35, 55), "spk4": ("en", 70, 70)}
+# speaker -> (eSpeak NG voice, pitch 0-100, pitch range 0-100). Training: two accents, a low and a
+# high voice each. Validation: four other accents, none of them heard in training.
+TRAIN_VOICES = {"spk1": ("en-us", 40, 60), "spk2": ("en-us", 75, 70), "spk3": ("en", 35, 55), "spk4": ("en", 70, 70)}
+VALID_VOICES = {"spk5": ("en-gb-scotland", 50, 60), "spk6": ("en-029", 62, 65), "spk7": ("en-gb-x-rp", 45, 50),
+                "spk8": ("en-us-nyc", 58, 75)}
+VOICES = {**TRAIN_VOICES, **VALID_VOICES}
+TRAIN_PER_VOICE, VALID_PER_VOICE = 8, 6
 SENTENCES = (
     "The kettle was still warm when we came home.",
     "Bring two pencils and a sheet of paper.",
@@ -66,6 +77,22 @@ SENTENCES = (
     "The crowd cheered when the team scored.",
     "Please hand me the red cup on the shelf.",
     "Every morning he walks along the beach.",
+    "The pilot checked the map before the flight.",
+    "A cold glass of water helps on a hot day.",
+    "The workers painted lines on the new road.",
+    "Her grandmother baked bread every Sunday.",
+    "The phone rang twice and then stopped.",
+    "A yellow kite rose high above the park.",
+    "The nurse smiled and opened the heavy door.",
+    "Put the spare key under the flower pot.",
+    "The students cleaned the lab after class.",
+    "Rain tapped softly against the kitchen window.",
+    "The fisherman mended his net on the pier.",
+    "We shared a pot of tea by the fire.",
+    "The engine made a strange noise on the hill.",
+    "She counted the coins and closed her purse.",
+    "The garden gate creaked in the evening breeze.",
+    "A tall ladder leaned against the barn.",
 )
 
 
@@ -90,12 +117,19 @@ def demo_corpus_dir(split: str = "train", cache_dir: str | os.PathLike | None = 
 
 
 def utterances() -> list[tuple[str, str, str, str]]:
-    """(split, speaker, file stem, text): 10 sentences per voice, the last 2 of each for validation."""
-    out = []
-    for v, speaker in enumerate(VOICES):
-        for k in range(10):
-            split = "valid" if k >= 8 else "train"
-            out.append((split, speaker, f"{speaker}_{k + 1:03d}", SENTENCES[v * 10 + k]))
+    """(split, speaker, file stem, text): every sentence once, by one voice; no voice in both splits.
+
+    Training takes 8 sentences per training voice (32), validation 6 per validation voice (24);
+    the validation sentences are the old corpus's 8 validation sentences and the 16 added after it.
+    """
+    out: list[tuple[str, str, str, str]] = []
+    train_texts = [t for i, t in enumerate(SENTENCES[:40]) if i % 10 < 8]
+    valid_texts = [t for i, t in enumerate(SENTENCES[:40]) if i % 10 >= 8] + list(SENTENCES[40:])
+    for split, voices, texts, per in (("train", TRAIN_VOICES, train_texts, TRAIN_PER_VOICE),
+                                      ("valid", VALID_VOICES, valid_texts, VALID_PER_VOICE)):
+        for v, speaker in enumerate(voices):
+            for k in range(per):
+                out.append((split, speaker, f"{speaker}_{k + 1:03d}", texts[v * per + k]))
     return out
 
 
@@ -140,7 +174,7 @@ def demo_speech(sample_rate: int, split: str = "train", segment_seconds: float |
                 degradations: dict | None = None, short: str = "pad", seed: int = 0,
                 cache_dir: str | None = None, context_seconds: float | None = None,
                 context_hop_seconds: float | None = 0.016) -> DegradedSpeech:
-    """The embedded eSpeak NG demo corpus (32 train / 8 valid utterances) as degraded_speech items.
+    """The embedded eSpeak NG demo corpus (32 train / 24 valid utterances, no voice or sentence shared).
 
     Synthesized on first use and cached (see ``cache_dir`` / $RESTOREKIT_DEMO_DIR). ``split``
     valid is deterministic per index. Items: clean/degraded float32 (time,) at sample_rate Hz;
