@@ -49,7 +49,7 @@ test: $(TEST_STAMP) lint
 # DEMO_THREADS: torch threads per process. 1 because the demo machine's 2 cores are shared: two
 # threads on a busy core ran a step 4x slower than one; raise it on an idle machine.
 DEMO_DIR     ?= outputs/demo
-DEMO_STEPS   ?= 500
+DEMO_STEPS   ?= 600
 DEMO_THREADS ?= 1
 DEMO_ENV      = $(OFFLINE) OMP_NUM_THREADS=$(DEMO_THREADS)
 DEMO_TRAIN    = $(DEMO_ENV) $(PY) train.py exp.device=cpu trainer.args.valid_every=0
@@ -61,10 +61,9 @@ demo: $(STAMP)
 	$(DEMO_ENV) $(PY) scripts/make_demo_eval_set.py --config configs/quickstart/restorer.yaml --out $(DEMO_DIR)/eval_set
 	$(DEMO_ENV) $(PY) inference.py exp.ckpt_dir=$(DEMO_DIR)/restorer/export exp.device=cpu \
 	  input=$(DEMO_DIR)/eval_set/degraded output_dir=$(DEMO_DIR)/restored
-	$(DEMO_ENV) $(PY) evaluate.py exp.config_path=configs/eval/paired.yaml exp.name=demo \
-	  exp.output_dir=$(DEMO_DIR)/eval data.inputs=$(DEMO_DIR)/eval_set/degraded data.references=$(DEMO_DIR)/eval_set/clean \
-	  +systems.restorer=$(DEMO_DIR)/restored '+enhancers.identity={name: identity}' \
-	  '+enhancers.spectral_gating={name: spectral_gating}' '+enhancers.deepfilternet3={name: deepfilternet3}'
+	$(DEMO_ENV) $(PY) evaluate.py exp.config_path=configs/quickstart/demo_eval.yaml exp.output_dir=$(DEMO_DIR)/eval \
+	  data.inputs=$(DEMO_DIR)/eval_set/degraded data.references=$(DEMO_DIR)/eval_set/clean \
+	  +systems.restorer=$(DEMO_DIR)/restored
 
 # A pipeline check, not a restorer: quickstart Miipher-2 stages 1-3 (each loading the previous
 # stages' exports) for a few dozen steps, then restore and score as above. Its output is noise:
