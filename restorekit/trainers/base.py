@@ -295,6 +295,8 @@ class BaseTrainer(ABC):
         """
         from safetensors.torch import load_file
 
+        from restorekit.models.export import reloadable_keys
+
         file = Path(str(path)) / f"{role}.safetensors"
         where = f"trainer.args.init_weights.{role}"
         if not file.is_file():
@@ -310,8 +312,9 @@ class BaseTrainer(ABC):
             )
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
         dropped = sorted({k.split(".")[0] for k in state if k not in own})
+        reloaded = reloadable_keys(module)  # a pretrained encoder's weights: loaded at build, never exported
         self._grown = {**getattr(self, "_grown", {}),
-                       role: (sum(k not in state for k in own), dropped)}
+                       role: (sum(k not in state and k not in reloaded for k in own), dropped)}
 
     def build_losses(self) -> dict[str, list[LossTerm]]:
         """The config's loss list, or a mapping ``{group: [loss, ...]}`` (stages pick their groups)."""
