@@ -64,6 +64,17 @@ def test_miipher_feature_loss_matches_hand_computed_value():
     assert summed.item() == pytest.approx(6.0 + 20.0 + math.sqrt(2.0))
 
 
+def test_miipher_feature_loss_squared_sc_is_the_miipher_papers_form():
+    """||S - S^||_1 / (K D) + ||S - S^||_2^2 / (K D) + ||S - S^||_2^2 / ||S||_2^2, MAE counted once."""
+    est = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    ref = torch.tensor([[[1.0, 0.0], [3.0, 0.0]]])
+    # diff = [0, 2, 0, 4]: L1 mean 1.5, L2 mean 5.0, squared SC = 20 / 10
+    node = {"name": "miipher_feature_loss", "args": {"spectral_convergence": "squared"}}
+    assert LOSSES.build(node, "l")(est, ref).item() == pytest.approx(1.5 + 5.0 + 2.0)
+    with pytest.raises(ConfigError, match="spectral_convergence 'cubed' is not supported; use one of"):
+        LOSSES.build({"name": "miipher_feature_loss", "args": {"spectral_convergence": "cubed"}}, "l")
+
+
 def test_miipher_feature_loss_is_zero_for_identical_features_and_rejects_bad_reduction():
     x = torch.randn(2, 5, 3)
     assert LOSSES.build({"name": "miipher_feature_loss"}, "l")(x, x).item() == pytest.approx(0.0, abs=1e-7)
