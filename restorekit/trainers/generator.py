@@ -177,7 +177,7 @@ class FinallyStage2Trainer(_FinallyTrainer):
 
 @TRAINERS.register("finally_stage3_pretrain")
 class FinallyStage3PretrainTrainer(_FinallyTrainer):
-    """FINALLY stage 3 warm-up: only the Upsample WaveUNet trains (to 48 kHz); the rest is frozen.
+    """FINALLY stage 3 warm-up: only the Upsample WaveUNet trains (16 -> 48 kHz); the rest is frozen.
 
     Roles: ``generator`` (``finally`` with ``upsample: true``), usually with
     ``trainer.args.init_weights.generator`` = the stage-2 export (its weights load into the larger
@@ -199,10 +199,9 @@ class FinallyStage3PretrainTrainer(_FinallyTrainer):
 
 @TRAINERS.register("finally_stage3")
 class FinallyStage3Trainer(_FinallyTrainer):
-    """FINALLY stage 3: all of the generator + upsampler against a 48 kHz MS-STFT discriminator,
-    with the human-feedback losses (``utmos_loss``, ``pesq_loss``).
+    """FINALLY stage 3: the whole generator + upsampler at 48 kHz, MS-STFT GAN and human-feedback losses.
 
-    Roles: ``generator`` (``init_from`` the stage-3 warm-up export) and ``trainer.args.discriminators``.
+    Against a 48 kHz MS-STFT discriminator, with ``utmos_loss`` and ``pesq_loss``. Roles: ``generator`` (``init_from`` the stage-3 warm-up export) and ``trainer.args.discriminators``.
     Losses: ``lmos`` 0.5, ``lsgan`` 5, ``feature_matching`` 15, ``utmos_loss`` 20, ``pesq_loss`` 2.
     The paper runs the generator once on 32 items and the discriminator twice per step over 4
     sub-batches of 8: ``discriminator_steps: 2``, ``sub_batches: 4``. Export: generator (EMA) +
