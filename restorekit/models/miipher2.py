@@ -16,7 +16,7 @@ silence out instead of vocoder noise at full level.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,8 @@ class Miipher2(nn.Module):
             y = self._render(x, sr, 0, out_len)
         else:
             overlap = max(frame, round(self.overlap_seconds * sr / frame) * frame)
-            y = self._chunked(x, sr, chunk, overlap, out_len)
+            y = render_chunked(lambda piece, start, n: self._render(piece, sr, start, n), x, self.sample_rate / sr,
+                               chunk, overlap, out_len)
         return apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate
 
     def _frame_samples(self, sr: int) -> int:
@@ -121,18 +122,22 @@ class Miipher2(nn.Module):
         offset = start - first * NOISE_BLOCK
         return torch.cat(blocks)[offset: offset + length][None].to(self.device)
 
-    def _chunked(self, x: torch.Tensor, sr: int, chunk: int, overlap: int, out_len: int) -> np.ndarray:
-        out = np.zeros(out_len, dtype=np.float32)
-        ratio = self.sample_rate / sr
-        step, start, written = chunk - overlap, 0, 0
-        while True:
-            end = min(start + chunk, x.shape[0])
-            o_start, o_end = round(start * ratio), round(end * ratio) if end < x.shape[0] else out_len
-            piece = self._render(x[start:end], sr, o_start, o_end - o_start)
-            written = _merge(out, piece, o_start, written)
-            if end >= x.shape[0]:
-                return out
-            start += step
+
+
+def render_chunked(render: Callable[[torch.Tensor, int, int], np.ndarray], x: torch.Tensor, ratio: float,
+                   chunk: int, overlap: int, out_len: int) -> np.ndarray:
+    """``render(piece, out_start, out_count)`` over chunks of ``x`` overlapping by ``overlap`` input
+    samples, merged into ``out_len`` output samples (``ratio`` = output rate / input rate):
+    level-matched and cross-faded at each seam (``_merge``). Every restorer chunks through this."""
+    out = np.zeros(out_len, dtype=np.float32)
+    start, written = 0, 0
+    while True:
+        end = min(start + chunk, x.shape[0])
+        o_start, o_end = round(start * ratio), round(end * ratio) if end < x.shape[0] else out_len
+        written = _merge(out, render(x[start:end], o_start, o_end - o_start), o_start, written)
+        if end >= x.shape[0]:
+            return out
+        start += chunk - overlap
 
 
 def apply_level_policy(y: np.ndarray, x: np.ndarray, sr: int, output_peak: float | None,

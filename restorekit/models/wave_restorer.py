@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from restorekit.audio import check_sample_rate
 from restorekit.errors import ConfigError
 from restorekit.models import MODELS
-from restorekit.models.miipher2 import _as_tensor, _merge, apply_level_policy, check_level_args
+from restorekit.models.miipher2 import _as_tensor, apply_level_policy, check_level_args, render_chunked
 
 
 @MODELS.register("wave_restorer")
@@ -62,13 +63,15 @@ class WaveRestorer(nn.Module):
     @torch.no_grad()
     def restore(self, wave: np.ndarray | torch.Tensor, sr: int) -> tuple[np.ndarray, int]:
         """Restore mono audio (T,) at ``sr`` Hz; returns (float32 (round(T * rate / sr),), rate)."""
+        sr = check_sample_rate(sr, "input sample rate")
         x = _as_tensor(wave).to(self.device)
         out_len = round(x.shape[0] * self.sample_rate / sr)
         chunk = max(1, round(self.chunk_seconds * sr))
         if x.shape[0] <= chunk:
             y = self._render(x, sr, out_len)
         else:
-            y = self._chunked(x, sr, chunk, max(1, round(self.overlap_seconds * sr)), out_len)
+            y = render_chunked(lambda piece, _start, n: self._render(piece, sr, n), x, self.sample_rate / sr, chunk,
+                               max(1, round(self.overlap_seconds * sr)), out_len)
         return apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate
 
     def _render(self, x: torch.Tensor, sr: int, out_len: int) -> np.ndarray:
@@ -79,18 +82,6 @@ class WaveRestorer(nn.Module):
         y = gen(gen.features(x)) if hasattr(gen, "features") else gen(x)
         y = torch.nn.functional.pad(y[0, :out_len], (0, max(0, out_len - y.shape[-1])))
         return y.float().cpu().numpy()
-
-    def _chunked(self, x: torch.Tensor, sr: int, chunk: int, overlap: int, out_len: int) -> np.ndarray:
-        out = np.zeros(out_len, dtype=np.float32)
-        ratio, start, written = self.sample_rate / sr, 0, 0
-        while True:
-            end = min(start + chunk, x.shape[0])
-            o_start, o_end = round(start * ratio), round(end * ratio) if end < x.shape[0] else out_len
-            written = _merge(out, self._render(x[start:end], sr, o_end - o_start), o_start, written)
-            if end >= x.shape[0]:
-                return out
-            start += chunk - overlap
-
 
 def restorer_from_export(directory: str | Path, **kwargs: Any) -> nn.Module:
     """The restorer an export holds: ``Miipher2`` (feature_cleaner + vocoder) or ``WaveRestorer`` (generator)."""
