@@ -158,6 +158,7 @@ class BaseTrainer(ABC):
         self.check_inputs()  # stage-specific checks of paths etc., before anything heavy
         self.resume_from = self._resume_folder()
         self._setup_runtime()
+        self._grown: dict[str, tuple[int, list[str]]] = {}  # role -> (new tensors, dropped modules), init_weights
         self.models = self.build_models()
         self.losses = self.build_losses()
         self.optim = self.build_optimizers()
@@ -313,8 +314,7 @@ class BaseTrainer(ABC):
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
         dropped = sorted({k.split(".")[0] for k in state if k not in own})
         reloaded = reloadable_keys(module)  # a pretrained encoder's weights: loaded at build, never exported
-        self._grown = {**getattr(self, "_grown", {}),
-                       role: (sum(k not in state and k not in reloaded for k in own), dropped)}
+        self._grown[role] = (sum(k not in state and k not in reloaded for k in own), dropped)
 
     def build_losses(self) -> dict[str, list[LossTerm]]:
         """The config's loss list, or a mapping ``{group: [loss, ...]}`` (stages pick their groups)."""
@@ -550,7 +550,7 @@ class BaseTrainer(ABC):
         for role, module in self.models.items():
             total = sum(p.numel() for p in module.parameters())
             trained = sum(p.numel() for p in module.parameters() if p.requires_grad) if role in self.trainable_roles else 0
-            new, dropped = getattr(self, "_grown", {}).get(role, (0, []))
+            new, dropped = self._grown.get(role, (0, []))
             note = f"; {new} tensors new (not in init_weights' export)" if new else ""
             note += f"; exported {', '.join(dropped)} dropped (not in this model)" if dropped else ""
             lines.append(f"  {role}: {type(module).__name__}, {trained / 1e6:.3f}M trainable / {total / 1e6:.3f}M "

@@ -1,10 +1,18 @@
-"""Training data order: deterministic from (seed, epoch), sharded over ranks, resumable mid-epoch."""
+"""Training data: an order deterministic from (seed, epoch), sharded over ranks, resumable mid-epoch;
+and batch audio brought to the rate a model reads."""
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
 
+import julius
+import torch
 from torch.utils.data import Dataset, DistributedSampler
+
+
+def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
+    """(B, T) from ``sr_in`` to ``sr_out`` on the tensor's device (julius), unchanged when equal."""
+    return wave if sr_in == sr_out else julius.resample_frac(wave, int(sr_in), int(sr_out))
 
 
 class ResumableSampler(DistributedSampler):

@@ -19,18 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import julius
 import torch
 
 from restorekit.errors import ConfigError
 from restorekit.trainers import TRAINERS
 from restorekit.trainers.base import BaseTrainer, setting
+from restorekit.trainers.data import resample
 from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args, gan_optimizer_roles
-
-
-def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
-    """(B, T) from ``sr_in`` to ``sr_out`` on the tensor's device (julius), unchanged when equal."""
-    return wave if sr_in == sr_out else julius.resample_frac(wave, int(sr_in), int(sr_out))
 
 
 @dataclass

@@ -31,6 +31,7 @@ from restorekit.errors import ConfigError
 from restorekit.models.miipher2 import check_pair
 from restorekit.trainers import TRAINERS
 from restorekit.trainers.base import BaseTrainer, setting
+from restorekit.trainers.data import resample
 from restorekit.trainers.gan import GanArgs, GanLosses, adversarial_step, check_gan_args, gan_optimizer_roles
 
 
@@ -97,13 +98,7 @@ class _VocoderTrainer(BaseTrainer):
         raise NotImplementedError
 
     def _real(self, batch: dict[str, Any], sr_out: int) -> torch.Tensor:
-        clean = batch["clean"]
-        sr_in = int(batch["sr"])
-        if sr_in == sr_out:
-            return clean
-        import julius
-
-        return julius.resample_frac(clean, sr_in, sr_out)
+        return resample(batch["clean"], int(batch["sr"]), sr_out)
 
     def _level(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch`` with clean (and degraded, by the same factor) scaled so clean peaks at target_peak."""
