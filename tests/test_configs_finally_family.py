@@ -9,15 +9,10 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from restorekit.augmentations import AUGMENTATIONS
 from restorekit.config import load_config
-from restorekit.datasets import DATASETS
-from restorekit.losses import LOSSES
-from restorekit.models import MODELS
-from restorekit.optim import OPTIMIZERS, SCHEDULERS
 from restorekit.trainers import TRAINERS
 from restorekit.trainers.base import parse_args
-from test_recipes_configs import ROOT, check_node
+from test_recipes_configs import ROOT, check_components
 
 FINALLY_FOLDERS = ["data.train_dirs=[/data/train]", "data.valid_dirs=[/data/valid]", "data.noise_dirs=[/data/noise]",
                    "data.rir_dirs=[/data/rirs]", "data.mic_ir_dirs=[/data/mic_irs]"]
@@ -47,21 +42,7 @@ def _full(name: str) -> dict:
 @pytest.mark.parametrize("name", sorted(FULL))
 def test_full_size_config_resolves_and_names_components_with_fitting_args(name):
     plain = _full(name)
-    for role, node in plain["models"].items():
-        check_node(MODELS, node, f"models.{role}")
-    for group, terms in plain["losses"].items():
-        for i, term in enumerate(terms):
-            check_node(LOSSES, term, f"losses.{group}[{i}]")
-    for split in ("train", "valid"):
-        node = plain["data"][split]
-        check_node(DATASETS, node, f"data.{split}")
-        chain = node["args"].get("degradations")
-        if chain is not None:
-            for i, op in enumerate(chain["args"]["ops"]):
-                check_node(AUGMENTATIONS, op, f"data.{split}.args.degradations.args.ops[{i}]")
-    for group, opt in plain["trainer"]["args"]["optimizers"].items():
-        check_node(OPTIMIZERS, opt, f"trainer.args.optimizers.{group}")
-        check_node(SCHEDULERS, opt["scheduler"], f"trainer.args.optimizers.{group}.scheduler")
+    check_components(plain)
 
 
 def test_stage3_starts_from_init_from_alone_and_trains_everything():

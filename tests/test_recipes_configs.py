@@ -49,6 +49,28 @@ def check_node(registry, node, where: str) -> None:
                 check_node(MODELS, member, f"{where}.args.members[{i}]")
 
 
+def check_components(plain: dict) -> None:
+    """Every component node of a resolved config (models, losses, data and its degradation chain,
+    optimizers and schedulers) names a registered component with fitting args."""
+    for role in plain["models"]:
+        check_node(MODELS, plain["models"][role], f"models.{role}")
+    for group, terms in plain["losses"].items():
+        for i, term in enumerate(terms):
+            check_node(LOSSES, term, f"losses.{group}[{i}]")
+    for split in ("train", "valid"):
+        node = plain["data"][split]
+        check_node(DATASETS, node, f"data.{split}")
+        chain = node["args"].get("degradations")
+        if chain is not None:
+            check_node(AUGMENTATIONS, chain, f"data.{split}.args.degradations")
+            for i, op in enumerate(chain["args"]["ops"]):
+                check_node(AUGMENTATIONS, op, f"data.{split}.args.degradations.args.ops[{i}]")
+    for group, opt in plain["trainer"]["args"]["optimizers"].items():
+        check_node(OPTIMIZERS, opt, f"trainer.args.optimizers.{group}")
+        if opt.get("scheduler"):
+            check_node(SCHEDULERS, opt["scheduler"], f"trainer.args.optimizers.{group}.scheduler")
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_full_size_stage_config_resolves_and_validates(stage):
     cfg = load_config([f"exp.config_path={ROOT}/configs/miipher2/{stage}.yaml", *FOLDERS])
@@ -59,24 +81,9 @@ def test_full_size_stage_config_resolves_and_validates(stage):
     trainer_cls = TRAINERS.get(trainer_name)
     args = parse_args(trainer_cls.Args, cfg.trainer.args, "trainer.args")
     assert plain["models"]["feature_cleaner"]["args"]["encoder"]["name"] == "w2v_bert2"
-    for role in plain["models"]:
-        check_node(MODELS, plain["models"][role], f"models.{role}")
-    for group, terms in plain["losses"].items():
-        for i, term in enumerate(terms):
-            check_node(LOSSES, term, f"losses.{group}[{i}]")
+    check_components(plain)
     for split in ("train", "valid"):
-        node = plain["data"][split]
-        check_node(DATASETS, node, f"data.{split}")
-        assert node["args"]["roots"] == [f"/data/{split}"]
-        chain = node["args"].get("degradations")
-        if chain is not None:
-            check_node(AUGMENTATIONS, chain, f"data.{split}.args.degradations")
-            for i, op in enumerate(chain["args"]["ops"]):
-                check_node(AUGMENTATIONS, op, f"data.{split}.args.degradations.args.ops[{i}]")
-    for group, opt in plain["trainer"]["args"]["optimizers"].items():
-        check_node(OPTIMIZERS, opt, f"trainer.args.optimizers.{group}")
-        if opt.get("scheduler"):
-            check_node(SCHEDULERS, opt["scheduler"], f"trainer.args.optimizers.{group}.scheduler")
+        assert plain["data"][split]["args"]["roots"] == [f"/data/{split}"]
     if stage == "stage3":
         assert set(args.init_from) == {"feature_cleaner", "vocoder", "discriminators"}
 
