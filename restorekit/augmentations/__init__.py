@@ -14,6 +14,7 @@ from restorekit.augmentations import (  # noqa: E402,F401
     effects,
     filters,
     levels,
+    neural_codec,
     noise,
     packet_loss,
     reverb,

@@ -12,7 +12,7 @@ from restorekit.registry import Registry
 LOSSES = Registry("losses")
 
 from restorekit.errors import ConfigError  # noqa: E402
-from restorekit.losses import adversarial, feature, lmos, mos, pesq, spectral  # noqa: E402,F401  (registers)
+from restorekit.losses import adversarial, codec, feature, lmos, mos, pesq, spectral  # noqa: E402,F401  (registers)
 from restorekit.losses.base import GANLoss, Loss, WeightedLoss  # noqa: E402
 
 

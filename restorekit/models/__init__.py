@@ -13,9 +13,13 @@ from restorekit.models import (  # noqa: E402,F401  (registers)
     hifigan,
     hifigan_ssl,
     hifipp,
+    miipher1,
     miipher2,
+    mimi,
     mos,
+    speaker,
     ssl,
+    text,
     wave_restorer,
     wavefit,
 )

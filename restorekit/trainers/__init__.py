@@ -6,7 +6,7 @@ from restorekit.registry import Registry
 
 TRAINERS = Registry("trainers")
 
-from restorekit.trainers import feature_cleaner, generator, vocoder  # noqa: E402,F401  (registers)
+from restorekit.trainers import feature_cleaner, generator, miipher1, mimi, vocoder  # noqa: E402,F401  (registers)
 from restorekit.trainers.base import BaseTrainer  # noqa: E402
 
 __all__ = ["TRAINERS", "BaseTrainer"]

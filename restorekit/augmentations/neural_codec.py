@@ -1,0 +1,1 @@
+"""neural_codec degradation (issue 15; in progress)."""

@@ -1,0 +1,1 @@
+"""Transcripts for datasets: LibriTTS-R, VCTK, name,text CSV, demo sentences (issue 14; in progress)."""

@@ -1,0 +1,1 @@
+"""mimi_resynthesis enhancer (issue 15; in progress)."""

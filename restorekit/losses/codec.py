@@ -1,0 +1,1 @@
+"""Codec losses: semantic distillation, commitment (issue 15; in progress)."""

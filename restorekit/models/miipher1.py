@@ -1,0 +1,1 @@
+"""Miipher-1 feature cleaner and restorer (issue 14; in progress)."""

@@ -1,0 +1,1 @@
+"""Mimi neural speech codec (issue 15; in progress)."""

@@ -1,0 +1,1 @@
+"""Speaker encoders: resemblyzer, ecapa (issue 14; in progress)."""

@@ -1,0 +1,1 @@
+"""Text encoders: plbert, xphonebert, phoneme_embedding (issue 14; in progress)."""

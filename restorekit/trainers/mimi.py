@@ -1,0 +1,1 @@
+"""Mimi codec trainer (issue 15; in progress)."""
