@@ -75,6 +75,24 @@ def test_missing_export_and_mismatched_weights_are_checkpoint_errors(tmp_path):
         save_export(tmp_path / "f", cfg, {"discriminators": vocoder})
 
 
+@pytest.mark.parametrize("damage, match", [
+    ("config.yaml", "config.yaml: unreadable export config"),
+    ("config-no-models", "config.yaml: an export config needs a 'models' section"),
+    ("export.json", "export.json: unreadable export manifest"),
+    ("vocoder.safetensors", "vocoder.safetensors: unreadable weights"),
+])
+def test_a_damaged_export_file_is_a_checkpoint_error_naming_it(tmp_path, damage, match):
+    cfg = _config()
+    save_export(tmp_path / "e", cfg, {"vocoder": MODELS.build(cfg["models"]["vocoder"], where="models.vocoder")})
+    if damage == "config-no-models":
+        (tmp_path / "e" / "config.yaml").write_text("exp: {name: t}\n")
+    else:
+        path = tmp_path / "e" / damage
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3] + b"\x00{[: ")
+    with pytest.raises(CheckpointError, match=match):
+        load_export(tmp_path / "e")
+
+
 def test_frozen_cleaner_export_keeps_its_adapters(tmp_path):
     """Stage 3 freezes the stage-1 cleaner before exporting it. Catches a freeze-state rule in
     ``reloadable_keys`` (what the code did before): 0 tensors written and "missing" on load."""

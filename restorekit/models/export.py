@@ -130,14 +130,36 @@ def load_config(directory: str | Path) -> DictConfig:
         raise CheckpointError(
             f"{directory}: not a restorekit export (no config.yaml); point to the export/ folder a trainer wrote"
         )
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as exc:  # yaml's parser errors have no common user-facing base class
+        raise CheckpointError(
+            f"{path}: unreadable export config ({type(exc).__name__}: {one_line(exc)[:200]}); "
+            "it was edited or truncated: restore it from the training run's output_dir/config.yaml or re-export"
+        ) from exc
+    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("models"), DictConfig):
+        raise CheckpointError(
+            f"{path}: an export config needs a 'models' section (one node per exported role); "
+            "restore it from the training run's output_dir/config.yaml or re-export"
+        )
+    return cfg
+
+
+def _manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable export manifest ({one_line(exc)}); re-export") from exc
 
 
 def load_export(directory: str | Path, roles: list[str] | None = None) -> dict[str, nn.Module]:
     """Rebuild every exported role (or only ``roles``) from config and weights, in eval mode."""
     directory = Path(directory)
     cfg = load_config(directory)
-    manifest = json.loads((directory / MANIFEST).read_text()) if (directory / MANIFEST).is_file() else {}
+    manifest = _manifest(directory)
     available = sorted(p.stem for p in directory.glob("*.safetensors"))
     wanted = roles or available
     modules = {}
@@ -150,7 +172,13 @@ def load_export(directory: str | Path, roles: list[str] | None = None) -> dict[s
 
 def _load_role(directory: Path, cfg: DictConfig, role: str, meta: dict) -> nn.Module:
     module = MODELS.build(cfg.models[role], where=f"models.{role}")
-    state = load_file(str(directory / f"{role}.safetensors"))
+    try:
+        state = load_file(str(directory / f"{role}.safetensors"))
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError on a damaged file
+        raise CheckpointError(
+            f"{directory / (role + '.safetensors')}: unreadable weights ({one_line(exc)[:200]}); "
+            "the file is truncated or damaged: copy it again or re-export"
+        ) from exc
     where = f"{directory / (role + '.safetensors')}: weights do not fit models.{role}"
     try:
         result = module.load_state_dict(state, strict=False)
