@@ -337,3 +337,14 @@ def test_full_scale_is_judged_on_the_audio_given_not_on_the_resampled_copy(built
     assert np.abs(resample(wave, 48000, 16000)).max() > 1.0  # the overshoot the check must not see
     values = built(name)(wave, 48000)
     assert all(1.0 <= v <= 5.0 for v in values.values()), values
+
+
+def test_utmos_says_its_hub_code_needs_torchaudio_not_that_weights_are_missing(tmp_path):
+    """A cached or local SpeechMOS clone whose code imports torchaudio (absent here): the message
+    names the missing package, not the weights."""
+    from restorekit.metrics.nonintrusive import load_utmos
+
+    (tmp_path / "hubconf.py").write_text("import torchaudio_not_here_either as torchaudio\n\n"
+                                         "def utmos22_strong():\n    return None\n")
+    with pytest.raises(ConfigError, match="utmos: .* imports torchaudio_not_here_either, which is not installed"):
+        load_utmos(str(tmp_path), "utmos22_strong", "local")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restorekit.errors import CheckpointError
+from restorekit.errors import CheckpointError, ConfigError
 from restorekit.metrics import METRICS
 from restorekit.metrics.base import Metric, offline
 
@@ -127,6 +127,11 @@ def load_utmos(repo: str, model: str, source: str):
         )
     try:
         predictor = torch.hub.load(repo, model, source=source, trust_repo=True, skip_validation=True)
+    except ModuleNotFoundError as exc:  # the hub code's own imports: not a weights problem
+        raise ConfigError(
+            f"utmos: {repo}'s code imports {exc.name}, which is not installed (restorekit does not depend on "
+            "torchaudio); install a build of it that matches your torch, or score with utmosv2 or wvmos"
+        ) from exc
     except Exception as exc:  # network, missing hubconf, missing checkpoint: all mean "not available"
         raise CheckpointError(f"utmos: could not load {model} from {repo} ({source}): {exc}; {how}") from exc
     return predictor.eval()
