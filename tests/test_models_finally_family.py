@@ -183,6 +183,24 @@ def test_finally_crops_context_features_to_the_segment(one_thread):
     assert out_ctx.shape == (2, length) and (out_ctx - out_alone).abs().max() > 1e-3
 
 
+def test_finally_context_lengths_keep_a_padded_row_equal_to_the_row_alone(one_thread):
+    """A context row shorter than the batch's longest is zero-padded by collate; with its
+    ``context_lengths`` WavLM gives its segment the features it gets alone. (WavLM Large's layout:
+    layer-normed conv features, pre-norm layers, normalised input; group norm would read the padding.)"""
+    large = {**TINY_WAVLM, "feat_extract_norm": "layer", "do_stable_layer_norm": True}
+    g = build("finally", wavlm={"name": "wavlm", "args": {"layer": 2, "config": large, "normalize_waveform": True}})
+    short, long = 0.1 * torch.randn(9000), 0.1 * torch.randn(16000)
+    context = torch.stack([torch.nn.functional.pad(short, (0, 7000)), long])
+    offsets, length = torch.tensor([1000, 4000]), 4096
+    segment = torch.stack([context[b, o:o + length] for b, o in enumerate(offsets.tolist())])
+    frames = length // 256
+    batched = g.ssl_features(segment, frames, context, offsets, torch.tensor([9000, 16000]))
+    alone = g.ssl_features(segment[:1], frames, short[None], offsets[:1])
+    torch.testing.assert_close(batched[:1], alone, atol=1e-4, rtol=1e-4)
+    unmasked = g.ssl_features(segment, frames, context, offsets)
+    assert (unmasked[:1] - alone).abs().max() > 1e-3  # the padding does reach WavLM without lengths
+
+
 def test_finally_without_context_aligns_its_own_wavlm_frames(one_thread):
     g = build("finally")
     wave = 0.1 * torch.randn(1, 8192)

@@ -261,5 +261,6 @@ def test_finally_stages_hand_the_generator_its_16k_input_and_context_row(tmp_pat
     assert wave.shape == (1, 8192) and kwargs["context"].shape == (1, batch["context"].shape[1] // 3)
     offset = int(kwargs["context_offset"][0])
     assert offset * 3 == int(batch["context_offset"][0]) and offset % 256 == 0
+    assert kwargs["context_lengths"].tolist() == [int(batch["context_lengths"][0]) // 3]  # padding stays out of WavLM
     inner = slice(64, -64)  # resampling a segment and its row differs only near the segment's edges
     torch.testing.assert_close(wave[0, inner], kwargs["context"][0, offset: offset + 8192][inner], atol=2e-3, rtol=0)

@@ -56,7 +56,7 @@ class FinallyGenerator(nn.Module):
     WaveUNet ``waveunet_widths`` / ``waveunet_depth``; SpectralMaskNet ``spectralmasknet_widths`` /
     ``spectralmasknet_depth``; upsampler ``upsampler_widths`` / ``upsampler_depth`` /
     ``upsampler_channels``. About 80.9M parameters without WavLM.
-    forward(wave, context=None, context_offset=None): ``context`` (B, Tc) is the longer degraded
+    forward(wave, context=None, context_offset=None, context_lengths=None): ``context`` (B, Tc) is the longer degraded
     row at 16 kHz and ``context_offset`` (B,) the sample in it where ``wave`` starts; WavLM then
     reads the whole context and its frames are cropped to the segment (without context it reads
     ``wave``). Mel frame j (window centre at sample 256 j + 127.5 of the segment) takes the WavLM
@@ -102,29 +102,32 @@ class FinallyGenerator(nn.Module):
         self.length_multiple = math.lcm(*multiples)
 
     def forward(self, wave: torch.Tensor, context: torch.Tensor | None = None,
-                context_offset: torch.Tensor | None = None) -> torch.Tensor:
+                context_offset: torch.Tensor | None = None, context_lengths: torch.Tensor | None = None) -> torch.Tensor:
         length = wave.shape[-1]
         x = pad_to_multiple(wave, self.length_multiple, "finally")
         h = self.core.spectralunet(self.mel(x))
         if self.wavlm is not None:
-            feats = self.ssl_features(wave, h.shape[-1], context, context_offset)
+            feats = self.ssl_features(wave, h.shape[-1], context, context_offset, context_lengths)
             h = torch.cat([feats.to(h.dtype), h], 1)
         y = self.core.vocode(self.pre_upsampler(h), x)
         y = self.upsampler(y) if self.upsampler is not None else self.conv_post(y)
         return torch.tanh(y)[:, 0, : length * self.sample_rate // self.input_rate]
 
     def ssl_features(self, wave: torch.Tensor, frames: int, context: torch.Tensor | None = None,
-                     context_offset: torch.Tensor | None = None) -> torch.Tensor:
+                     context_offset: torch.Tensor | None = None,
+                     context_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Frozen WavLM features aligned to ``frames`` mel frames of ``wave``: (B, feature_dim, frames).
 
         WavLM reads ``context`` (B, Tc) when given, else ``wave`` (B, T) itself (offset 0); see the
-        class docstring for the frame alignment.
+        class docstring for the frame alignment. ``context_lengths`` (B,): the valid samples of each
+        zero-padded context row (collate's ``context_lengths``), so WavLM's input normalisation and
+        attention ignore the padding of rows shorter than the longest.
         """
         if self.wavlm is None:
             raise ConfigError("finally: this generator was built with wavlm: null and has no WavLM features")
         context, offset = _context(wave, context, context_offset)
         with torch.no_grad():
-            feats = self.wavlm(context, self.input_rate)  # (B, Fc, D)
+            feats = self.wavlm(context, self.input_rate, context_lengths)  # (B, Fc, D)
         if feats.shape[1] == 0:
             raise AudioError(f"finally: {context.shape[-1]} samples are too short for WavLM (one frame needs "
                              f"{self._receptive_field()}); give at least that much audio or context")

@@ -143,6 +143,8 @@ class _FinallyTrainer(WaveGeneratorTrainer):
             kwargs["context"] = resample(batch["context"], sr, rate)
             # the crop position in input samples; the data keeps it a whole number at 16 kHz
             kwargs["context_offset"] = torch.div(batch["context_offset"] * rate, sr, rounding_mode="floor")
+            if "context_lengths" in batch:  # shorter rows are zero-padded: WavLM must not read the zeros
+                kwargs["context_lengths"] = torch.div(batch["context_lengths"] * rate, sr, rounding_mode="floor")
         return (resample(batch["degraded"], sr, rate),), kwargs
 
 
