@@ -40,7 +40,13 @@ EXAMPLES = {
     "wave_restorer": {"generator": {"name": "a2a_hifipp", "args": _UNETS}},
     "hifigan_ssl_vocoder": {"feature_dim": 32, "generator": {"channels": 16, "resblock_kernel_sizes": [3],
                                                              "resblock_dilations": [[1, 3]]}},
+    "phoneme_embedding": {"dim": 16, "num_layers": 1},
+    "plbert": {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 32,
+               "embedding_size": 8},
+    "xphonebert": {"pretrained": None, "config": {"hidden_size": 16, "num_attention_heads": 2,
+                                                  "num_hidden_layers": 1, "intermediate_size": 32}},
 }
+TEXT_ENCODERS = ("phoneme_embedding", "plbert", "xphonebert")
 
 
 def _run(name: str, model: torch.nn.Module) -> None:
@@ -60,6 +66,9 @@ def _run(name: str, model: torch.nn.Module) -> None:
         assert model(wave).shape == (2, 16000)
     elif name == "hifigan_ssl_vocoder":
         assert model.infer(torch.randn(2, 5, 32)).shape == (2, 5 * 441)  # 22050 / 50 samples per frame
+    elif name in TEXT_ENCODERS:  # phoneme ids (B, L), lengths (B,) -> (B, L', dim), lengths (B,)
+        feats, lengths = model(torch.tensor([[50, 83, 54, 16], [65, 156, 0, 0]]), torch.tensor([4, 2]))
+        assert feats.shape[0] == 2 and feats.shape[-1] == model.dim and lengths.shape == (2,)
     elif name == "wave_restorer":
         out, sr = model.restore(wave[0].numpy(), 48000)  # resampled to the generator's 16 kHz
         assert sr == 16000 and out.shape == (16000 // 3,) and np.abs(out).max() == pytest.approx(0.9)

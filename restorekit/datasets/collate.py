@@ -23,6 +23,9 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ``clean`` is present only when every item has it (``audio_folder`` gives inputs only).
     Items with ``context`` (FINALLY's WavLM row) add ``context`` (B, Tc_max) zero-padded,
     ``context_lengths`` LongTensor (B,) and ``context_offset`` LongTensor (B,) (samples).
+    Items with ``text`` give ``text``: list[str] (None where an item has none). Items with
+    ``phonemes`` (LongTensor (L,) of ids in ``restorekit.text.PHONEME_SYMBOLS``) give
+    ``phonemes`` (B, L_max) long padded with 0 (the pad id) and ``text_lengths`` (B,) long.
     Extra per-item values (e.g. ``path``) come back as lists under the same key.
     """
     if not items:
@@ -42,7 +45,8 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if all("clean" in it for it in items):
         batch["clean"] = pad_stack([it["clean"] for it in items])
     batch.update(_context(items))
-    known = {"clean", "degraded", "sr", "name", "degradations", "context", "context_offset"}
+    batch.update(_phonemes(items))
+    known = {"clean", "degraded", "sr", "name", "degradations", "context", "context_offset", "phonemes"}
     for key in sorted({k for it in items for k in it} - known):
         batch[key] = [it.get(key) for it in items]
     return batch
@@ -61,3 +65,18 @@ def _context(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "context_lengths": torch.tensor([len(it["context"]) for it in items], dtype=torch.long),
         "context_offset": torch.tensor([int(it["context_offset"]) for it in items], dtype=torch.long),
     }
+
+
+def _phonemes(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """``phonemes`` (B, L_max) long, 0-padded, and ``text_lengths`` (B,): all items have phonemes, or none."""
+    has = [it["name"] for it in items if "phonemes" in it]
+    if not has:
+        return {}
+    if len(has) < len(items):
+        raise DataError(f"cannot batch items with and without phonemes (with: {has}); give every dataset "
+                        "in the loader the same phonemes setting")
+    seqs = [torch.as_tensor(it["phonemes"], dtype=torch.long) for it in items]
+    out = torch.zeros(len(seqs), max(len(s) for s in seqs), dtype=torch.long)  # 0 = PAD_ID
+    for row, s in zip(out, seqs):
+        row[: len(s)] = s
+    return {"phonemes": out, "text_lengths": torch.tensor([len(s) for s in seqs], dtype=torch.long)}
