@@ -45,6 +45,8 @@ EXAMPLES = {
                "embedding_size": 8},
     "xphonebert": {"pretrained": None, "config": {"hidden_size": 16, "num_attention_heads": 2,
                                                   "num_hidden_layers": 1, "intermediate_size": 32}},
+    "mimi": {"n_filters": 4, "dimension": 16, "transformer_layers": 1, "heads": 2, "ffn": 32, "n_q": 3,
+             "codebook_size": 16, "codebook_dim": 8},
 }
 TEXT_ENCODERS = ("phoneme_embedding", "plbert", "xphonebert")
 
@@ -69,6 +71,9 @@ def _run(name: str, model: torch.nn.Module) -> None:
     elif name in TEXT_ENCODERS:  # phoneme ids (B, L), lengths (B,) -> (B, L', dim), lengths (B,)
         feats, lengths = model(torch.tensor([[50, 83, 54, 16], [65, 156, 0, 0]]), torch.tensor([4, 2]))
         assert feats.shape[0] == 2 and feats.shape[-1] == model.dim and lengths.shape == (2,)
+    elif name == "mimi":  # 24 kHz codec: 16000 samples -> 9 frames of 1920 samples
+        codes = model.encode(wave)
+        assert codes.shape == (2, 3, 9) and model.decode(codes).shape == (2, 9 * 1920)
     elif name == "wave_restorer":
         out, sr = model.restore(wave[0].numpy(), 48000)  # resampled to the generator's 16 kHz
         assert sr == 16000 and out.shape == (16000 // 3,) and np.abs(out).max() == pytest.approx(0.9)
