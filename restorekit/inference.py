@@ -6,11 +6,15 @@ under ``output_dir``, at the enhancer's rate, in WAV or FLAC. Instead of a resto
 ``enhancer=NAME enhancer.args.x=...`` runs any registered enhancer (a baseline).
 
 A run never writes into its input folder, skips outputs that already exist (a killed run
-resumes where it stopped; files are written atomically), sends short files to the enhancer in
-batches and long ones in overlapping chunks, and under ``torchrun`` gives each process every
-WORLD_SIZE-th file. A file that cannot be read or restored is reported and skipped; the run
-goes on. It ends with a summary (done / skipped / failed with reasons), printed and written
-to ``output_dir/inference_summary.json``; the exit status is 1 when a file failed.
+resumes where it stopped; files are written atomically), sorts files by duration and sends
+short ones to the enhancer in batches of similar length and long ones as overlapping chunks
+(also batched), loads the next batch and writes the last one in ``io_workers`` threads while
+the model computes, and under ``torchrun`` gives each process every WORLD_SIZE-th file. A file
+that cannot be read or restored is reported and skipped; the run goes on. ``input=`` may also
+name WebDataset tar shards (``restorekit.inference_shards``), and ``screen=[...]`` scores every
+input and output (``restorekit.screening``). It ends with a summary (done / skipped / failed
+with reasons, flagged when screening), printed and written to
+``output_dir/inference_summary.json``; the exit status is 1 when a file failed.
 """
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from omegaconf import DictConfig, OmegaConf
 
 from restorekit import audio
@@ -39,17 +45,22 @@ DEFAULTS = {
     "output_dir": "???",
     "format": "wav",  # wav | flac
     "overwrite": False,
-    "batch_size": 8,  # short files handed to the enhancer together
+    "batch_size": 8,  # recordings (or chunks of a long one) handed to the enhancer together
     "chunk": {"seconds": 30.0, "overlap": 1.0},  # files longer than `seconds` go in chunks
+    "io_workers": 2,  # threads loading the next batch and writing the last while the model computes; 0: serial
+    "transcripts": None,  # CSV name,text: the reference text of each file (screening's wer)
+    "screen": [],  # metrics scoring every input and output: dnsmos, speaker_similarity, wer
+    "screen_thresholds": {"dnsmos_drop": 0.0, "speaker_similarity_min": 0.8, "wer_rise": 0.0},
 }
 
 
 @dataclass
 class Job:
-    """One input file and where its restoration goes."""
+    """One input file, where its restoration goes, and its name (relative path, no suffix)."""
 
     source: Path
     target: Path
+    name: str = ""
 
 
 @dataclass
@@ -65,14 +76,23 @@ class Record:
 
 @dataclass
 class Summary:
+    """Every file's record and, when screening, its row of scores (restorekit.screening)."""
+
     records: list[Record] = field(default_factory=list)
+    screening: list[dict] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
 
+    def flagged(self) -> int:
+        return sum(bool(row.get("flag")) for row in self.screening)
+
     def to_json(self) -> str:
         counts = {s: self.count(s) for s in ("done", "skipped", "failed")}
-        return json.dumps({**counts, "files": [asdict(r) for r in self.records]}, indent=2)
+        if self.screening:
+            counts["flagged"] = self.flagged()
+        records = sorted(self.records, key=lambda r: r.input)
+        return json.dumps({**counts, "files": [asdict(r) for r in records]}, indent=2)
 
 
 # ---------------------------------------------------------------- configuration
@@ -92,6 +112,11 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
         )
     if cfg.format not in ("wav", "flac"):
         raise ConfigError(f"format={cfg.format!r} is not supported; use format=wav or format=flac")
+    for key in ("batch_size", "io_workers"):
+        value = cfg[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "batch_size" else 0):
+            least = 1 if key == "batch_size" else 0
+            raise ConfigError(f"{key}={value!r} must be a whole number >= {least} (e.g. {key}={DEFAULTS[key]})")
     return cfg
 
 
@@ -117,6 +142,16 @@ def build_enhancer(cfg: DictConfig):
     return ENHANCERS.build(cfg.enhancer, where="enhancer")
 
 
+def build_screener(cfg: DictConfig):
+    """The screener ``screen=[...]`` asks for, or None when it is empty."""
+    if not cfg.screen:
+        return None
+    from restorekit.screening import Screener
+
+    return Screener(OmegaConf.to_container(cfg.screen, resolve=True),
+                    OmegaConf.to_container(cfg.screen_thresholds, resolve=True), cfg.transcripts)
+
+
 def resolve_device(cfg: DictConfig) -> str:
     """``auto``: this process's GPU under torchrun (LOCAL_RANK) when there is one, else cpu."""
     import torch
@@ -136,19 +171,20 @@ def resolve_device(cfg: DictConfig) -> str:
 def find_inputs(spec: Path) -> tuple[list[Path], Path]:
     """Input files and the root their relative paths are taken from."""
     if not spec.exists():
-        raise DataError(f"input {spec} does not exist; pass an audio file, a folder or a .txt list")
+        raise DataError(f"input {spec} does not exist; pass an audio file, a folder, a .txt list or .tar shards")
     if spec.is_dir():
         files = sorted(p for p in spec.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             raise DataError(f"input folder {spec} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
         return files, spec
     if spec.suffix.lower() == ".txt":
-        files = _read_list(spec)
+        files = read_list(spec)
         return files, Path(os.path.commonpath([str(p.parent) for p in files]))
     return [spec], spec.parent
 
 
-def _read_list(spec: Path) -> list[Path]:
+def read_list(spec: Path) -> list[Path]:
+    """The paths a ``.txt`` list names (one a line, relative to the list, ``#`` comments)."""
     lines = [ln.split("#", 1)[0].strip() for ln in spec.read_text(encoding="utf-8").splitlines()]
     files = [(spec.parent / ln).resolve() for ln in lines if ln]
     if not files:
@@ -160,7 +196,8 @@ def plan(spec: Path, output_dir: Path, fmt: str) -> list[Job]:
     """One job per input file; outputs mirror the tree below the input root."""
     files, root = find_inputs(spec)
     refuse_output_inside_input(spec, output_dir)
-    jobs = [Job(f, output_dir / f.relative_to(root).with_suffix(f".{fmt}")) for f in files]
+    jobs = [Job(f, output_dir / f.relative_to(root).with_suffix(f".{fmt}"),
+                f.relative_to(root).with_suffix("").as_posix()) for f in files]
     _refuse_duplicate_targets(jobs)
     sources = {j.source.resolve() for j in jobs}
     clash = next((j for j in jobs if j.target.resolve() in sources), None)
@@ -195,22 +232,107 @@ def refuse_output_inside_input(spec: Path, output_dir: Path) -> None:
         )
 
 
-def shard(jobs: list[Job]) -> tuple[list[Job], int, int]:
-    """This process's share under torchrun: every WORLD_SIZE-th job from RANK on."""
+def shard(jobs: list) -> tuple[list, int, int]:
+    """This process's share under torchrun: every WORLD_SIZE-th job (file or tar shard) from RANK on."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     return jobs[rank::world], rank, world
+
+
+def duration(path: Path) -> float:
+    """Seconds in ``path`` from its header (soundfile.info, no decoding); 0 when unreadable
+    (the file then fails, with its reason, when it is loaded)."""
+    try:
+        return float(sf.info(str(path)).duration)
+    except Exception:  # noqa: BLE001 - any unreadable header: the load reports why
+        return 0.0
+
+
+def bucket(jobs: list[Job], batch_size: int, chunk_seconds: float) -> list[list[Job]]:
+    """Jobs sorted by duration; short ones in batches of ``batch_size`` similar lengths (little
+    padding, at most ``batch_size x chunk_seconds`` of audio), each long one alone (its chunks
+    are batched when it is restored)."""
+    timed = sorted(((duration(j.source), i) for i, j in enumerate(jobs)))  # index: ties keep input order
+    short = [jobs[i] for d, i in timed if d <= chunk_seconds]
+    batches = [short[k:k + batch_size] for k in range(0, len(short), batch_size)]
+    return batches + [[jobs[i]] for d, i in timed if d > chunk_seconds]
+
+
+# ---------------------------------------------------------------- threads for I/O
+
+
+class IoPool:
+    """Runs loading and writing in ``workers`` threads beside the model (0: inline, serially).
+
+    Threads suffice: decoding (libsndfile), resampling (soxr) and file writes release the GIL.
+    Results and exceptions (KeyboardInterrupt too) come back through futures, in the caller's thread.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="restorekit-io") if workers > 0 else None
+
+    def __enter__(self) -> IoPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, fn: Callable, *args) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed back through the future, as a thread would
+            future.set_exception(exc)
+        return future
+
+    def ahead(self, items: Iterable) -> Iterator:
+        """``items``, each next one produced in a thread while the caller works on this one."""
+        it, end = iter(items), object()
+        pending = self.submit(next, it, end)
+        while (item := pending.result()) is not end:
+            pending = self.submit(next, it, end)
+            yield item
 
 
 # ---------------------------------------------------------------- processing
 
 
-class Runner:
-    """Restores jobs one batch (short files) or one chunked file (long ones) at a time."""
+Restored = tuple[np.ndarray, int]
 
-    def __init__(self, enhancer, cfg: DictConfig, progress=None) -> None:
+
+def restore_batch(enhancer, items: list[Restored], cfg: DictConfig) -> list[Restored | Exception]:
+    """Each ``(wave, sr)`` restored, or the exception that stopped it: the batch at once, and when
+    that fails each item again alone, so one bad file never sinks its batch."""
+    chunk = cfg.chunk
+    failure = None
+    try:
+        return enhance_recordings(enhancer, items, float(chunk.seconds), float(chunk.overlap), int(cfg.batch_size))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
+        failure = exc
+    # Retried outside the `except`: inside it every later file's traceback would chain to this error.
+    if len(items) == 1:
+        return [failure]
+    return [restore_batch(enhancer, [item], cfg)[0] for item in items]
+
+
+def report_failure(exc: Exception) -> str:
+    """The reason recorded for a file the enhancer failed on; a bug also prints its traceback."""
+    if not isinstance(exc, RestorekitError):
+        traceback.print_exception(exc, file=sys.stderr)
+    return f"{type(exc).__name__}: {one_line(exc)}"
+
+
+class Runner:
+    """Restores jobs batch by batch (short files bucketed by duration, a long file's chunks), with
+    the next batch loaded and the last one written in ``io_workers`` threads meanwhile."""
+
+    def __init__(self, enhancer, cfg: DictConfig, progress=None, screener=None) -> None:
         self.enhancer = enhancer
         self.cfg = cfg
         self.progress = progress
+        self.screener = screener
         self.summary = Summary()
 
     def run(self, jobs: list[Job]) -> Summary:
@@ -220,70 +342,61 @@ class Runner:
                 self._record(job, "skipped", "output exists")
             else:
                 todo.append(job)
-        for batch in self._batches(todo):
-            self._run_batch(batch)
+        batches = bucket(todo, int(self.cfg.batch_size), float(self.cfg.chunk.seconds))
+        with IoPool(int(self.cfg.io_workers)) as io:
+            writes: list[Future] = []
+            for loaded, unreadable in io.ahead(self._load(batch) for batch in batches):
+                results = self._restore(loaded, unreadable)
+                self._finish(writes)  # the previous batch's files, written while this one computed
+                writes = [io.submit(self._write, *result) for result in results]
+                self._screen(loaded, results)
+            self._finish(writes)
         return self.summary
 
-    def _batches(self, jobs: list[Job]) -> Iterator[list[tuple[Job, np.ndarray, int]]]:
-        """Loaded short files in groups of batch_size; a long file alone; unreadable ones recorded."""
-        batch: list[tuple[Job, np.ndarray, int]] = []
-        for job in jobs:
+    def _load(self, batch: list[Job]) -> tuple[list[tuple[Job, np.ndarray, int]], list[tuple[Job, Exception]]]:
+        """The batch's files loaded, and those that could not be (recorded by the caller's thread)."""
+        loaded, unreadable = [], []
+        for job in batch:
             try:
-                wave, sr = audio.load(job.source)
+                loaded.append((job, *audio.load(job.source)))
             except RestorekitError as exc:
-                self._record(job, "failed", one_line(exc))
-                continue
-            if self._is_long(wave, sr):
-                yield [(job, wave, sr)]
-                continue
-            batch.append((job, wave, sr))
-            if len(batch) >= int(self.cfg.batch_size):
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+                unreadable.append((job, exc))
+        return loaded, unreadable
 
-    def _is_long(self, wave: np.ndarray, sr: int) -> bool:
-        return len(wave) > float(self.cfg.chunk.seconds) * sr
-
-    def _run_batch(self, batch: list[tuple[Job, np.ndarray, int]]) -> None:
+    def _restore(self, loaded: list[tuple[Job, np.ndarray, int]], unreadable: list[tuple[Job, Exception]]
+                 ) -> list[tuple[Job, np.ndarray, int, str, float]]:
+        """``(job, output, rate, note, seconds per file)`` for every file restored; failures recorded."""
+        for job, exc in unreadable:
+            self._record(job, "failed", one_line(exc))
         start = time.perf_counter()
-        outputs, failure = self._try_enhance(batch)
-        if failure is None:
-            per_file = (time.perf_counter() - start) / len(batch)
-            for (job, _, _), (out, out_sr) in zip(batch, outputs):
-                self._write(job, out, out_sr, per_file)
-        elif len(batch) > 1:  # one bad file must not sink its batch: each goes again alone
-            for item in batch:
-                self._run_batch([item])
-        else:
-            self._fail(batch[0][0], failure)
+        outputs = restore_batch(self.enhancer, [(w, s) for _, w, s in loaded], self.cfg) if loaded else []
+        per_file = (time.perf_counter() - start) / max(len(loaded), 1)
+        results = []
+        for (job, _, _), out in zip(loaded, outputs):
+            if isinstance(out, Exception):
+                self._record(job, "failed", report_failure(out))
+            else:
+                results.append((job, *fit_full_scale_pair(out), per_file))
+        return results
 
-    def _try_enhance(self, batch: list[tuple[Job, np.ndarray, int]]) -> tuple[list | None, Exception | None]:
-        # The failure is returned, not handled here: retrying inside this `except` would chain
-        # every later file's traceback to this batch's error.
-        try:
-            return self._enhance(batch), None
-        except Exception as exc:  # one bad file must not end the run
-            return None, exc
-
-    def _fail(self, job: Job, exc: Exception) -> None:
-        if not isinstance(exc, RestorekitError):  # a bug: keep its traceback visible
-            traceback.print_exception(exc, file=sys.stderr)
-        self._record(job, "failed", f"{type(exc).__name__}: {one_line(exc)}")
-
-    def _enhance(self, batch: list[tuple[Job, np.ndarray, int]]) -> list[tuple[np.ndarray, int]]:
-        chunk = self.cfg.chunk
-        return enhance_recordings(self.enhancer, [(w, s) for _, w, s in batch], float(chunk.seconds),
-                                  float(chunk.overlap))
-
-    def _write(self, job: Job, out: np.ndarray, out_sr: int, seconds: float) -> None:
-        out, note = fit_full_scale(out)
+    def _write(self, job: Job, out: np.ndarray, out_sr: int, note: str, seconds: float) -> tuple:
+        """Runs in an I/O thread: returns what ``_record`` is then called with, in the caller's thread."""
         try:
             audio.save(job.target, out, out_sr, overwrite=bool(self.cfg.overwrite))
         except RestorekitError as exc:
-            return self._record(job, "failed", one_line(exc), seconds)
-        self._record(job, "done", note, seconds)
+            return job, "failed", one_line(exc), seconds
+        return job, "done", note, seconds
+
+    def _finish(self, writes: list[Future]) -> None:
+        for future in writes:
+            self._record(*future.result())
+
+    def _screen(self, loaded: list, results: list) -> None:
+        if self.screener is None:
+            return
+        inputs = {id(job): (wave, sr) for job, wave, sr in loaded}
+        for job, out, out_sr, _, _ in results:
+            self.summary.screening.append(self.screener.score(job.name, *inputs[id(job)], out, out_sr))
 
     def _record(self, job: Job, status: str, reason: str = "", seconds: float = 0.0) -> None:
         self.summary.records.append(Record(str(job.source), str(job.target), status, reason, round(seconds, 3)))
@@ -291,70 +404,114 @@ class Runner:
             self.progress.update(1)
 
 
+def fit_full_scale_pair(restored: Restored) -> tuple[np.ndarray, int, str]:
+    """``(output within full scale, rate, note)`` for one restored recording."""
+    out, note = fit_full_scale(restored[0])
+    return out, int(restored[1]), note
+
+
 # ---------------------------------------------------------------- entry point and summary
 
 
 def main(argv: Sequence[str]) -> int:
     """Restore what ``input=`` names into ``output_dir=``; 0 when no file failed, else 1."""
-    from tqdm import tqdm
+    from restorekit.inference_shards import is_shard_input, plan_shards, run_shards
 
     cfg = parse_args(argv)
     output_dir = Path(cfg.output_dir)
-    jobs, rank, world = shard(plan(Path(cfg.input), output_dir, str(cfg.format)))
-    enhancer = build_enhancer(cfg)
+    shards = is_shard_input(str(cfg.input))
+    jobs = plan_shards(str(cfg.input), output_dir) if shards else plan(Path(cfg.input), output_dir, str(cfg.format))
+    jobs, rank, world = shard(jobs)
+    enhancer, screener = build_enhancer(cfg), build_screener(cfg)
     if rank == 0:
         save_config(cfg, output_dir, name="inference_config.yaml")
-    # disable=None: a bar on a terminal, nothing in logs and pipes.
-    with tqdm(total=len(jobs), desc=f"restoring [{rank}/{world}]", unit="file", disable=None, position=rank) as bar:
-        summary = Runner(enhancer, cfg, bar).run(jobs)
+    with progress_bar(len(jobs), rank, world, "shard" if shards else "file") as bar:
+        if shards:
+            summary = run_shards(jobs, enhancer, cfg, bar, screener)
+        else:
+            summary = Runner(enhancer, cfg, bar, screener).run(jobs)
+    if world > 1:  # each rank's own line, before the gather (a rank that dies later still said it)
+        print(f"[rank {rank}/{world}] " + counts_line(summary), flush=True)
     summary = gather(summary, world)
     if rank == 0:
         report(summary, output_dir)
     return 1 if summary.count("failed") else 0
 
 
+def progress_bar(total: int, rank: int, world: int, unit: str):
+    """This rank's bar (one line per rank under torchrun); disable=None: nothing in logs and pipes."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"restoring [{rank}/{world}]", unit=unit, disable=None, position=rank)
+
+
 def gather(summary: Summary, world: int) -> Summary:
-    """Every process's records on rank 0 (torch.distributed, gloo) when run under torchrun."""
+    """Every process's records and screening rows on rank 0 (torch.distributed, gloo) under torchrun."""
     if world == 1 or "MASTER_ADDR" not in os.environ:
         return summary
     import torch.distributed as dist
 
     dist.init_process_group(backend="gloo")
     try:
-        parts: list[list[Record]] = [[] for _ in range(world)]
-        dist.all_gather_object(parts, summary.records)
+        parts: list[Summary | None] = [None] * world
+        dist.all_gather_object(parts, summary)
     finally:
         dist.destroy_process_group()
-    return Summary(sorted((r for part in parts for r in part), key=lambda r: r.input))
+    records = sorted((r for part in parts for r in part.records), key=lambda r: r.input)
+    return Summary(records, [row for part in parts for row in part.screening])
+
+
+def counts_line(summary: Summary) -> str:
+    flagged = f", {summary.flagged()} flagged" if summary.screening else ""
+    return (f"{summary.count('done')} done, {summary.count('skipped')} skipped, "
+            f"{summary.count('failed')} failed{flagged}")
 
 
 def report(summary: Summary, output_dir: Path) -> Path:
-    """Print done / skipped / failed (with reasons) and write them as JSON to output_dir."""
+    """Print done / skipped / failed (with reasons) and write them as JSON to output_dir; with
+    screening, merge this run's rows into ``output_dir/screening.csv``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = atomic_write_text(output_dir / SUMMARY_NAME, summary.to_json())
-    print(
-        f"inference: {summary.count('done')} done, {summary.count('skipped')} skipped, "
-        f"{summary.count('failed')} failed; summary in {path}"
-    )
-    for r in summary.records:
+    where = f"summary in {path}"
+    if summary.screening:
+        from restorekit.screening import write_screening
+
+        where += f", screening in {write_screening(summary.screening, output_dir)}"
+    print(f"inference: {counts_line(summary)}; {where}")
+    for r in sorted(summary.records, key=lambda r: r.input):
         if r.status == "failed":
             print(f"  failed {r.input}: {r.reason}")
     return path
 
 
 def enhance_recordings(enhancer, items: list[tuple[np.ndarray, int]], chunk_seconds: float,
-                       overlap_seconds: float) -> list[tuple[np.ndarray, int]]:
-    """``(wave, sr)`` recordings restored in input order: those longer than ``chunk_seconds`` one
-    at a time in overlapping chunks (unless the enhancer bounds its own memory), the rest in one
-    ``enhance_batch`` call. The command line and ``restorekit.load`` both restore through this."""
-    from restorekit.enhancers.chunking import enhance_in_chunks
+                       overlap_seconds: float, batch_size: int = 1) -> list[tuple[np.ndarray, int]]:
+    """``(wave, sr)`` recordings restored in input order: those longer than ``chunk_seconds`` in
+    overlapping chunks, ``batch_size`` chunks per ``enhance_batch`` call (unless the enhancer bounds
+    its own memory), the rest in one ``enhance_batch`` call. The command line and
+    ``restorekit.load`` both restore through this."""
 
     def is_long(wave: np.ndarray, sr: int) -> bool:
         return len(wave) > chunk_seconds * sr and not enhancer.chunks_internally
 
     short = iter(enhancer.enhance_batch([(w, s) for w, s in items if not is_long(w, s)]))
-    return [enhance_in_chunks(enhancer, w, s, chunk_seconds, overlap_seconds) if is_long(w, s) else next(short)
-            for w, s in items]
+    return [enhance_chunks_batched(enhancer, w, s, chunk_seconds, overlap_seconds, batch_size) if is_long(w, s)
+            else next(short) for w, s in items]
+
+
+def enhance_chunks_batched(enhancer, wave: np.ndarray, sr: int, chunk_seconds: float, overlap_seconds: float,
+                           batch_size: int) -> tuple[np.ndarray, int]:
+    """A long recording's chunks restored ``batch_size`` at a time, then joined (level-matched and
+    cross-faded) exactly as ``enhance_in_chunks`` joins them one by one; the model holds at most
+    ``batch_size`` chunks at once."""
+    from restorekit.enhancers.chunking import chunk_bounds, enhance_in_chunks
+
+    bounds = chunk_bounds(len(wave), sr, chunk_seconds, overlap_seconds)
+    pieces: list[tuple[np.ndarray, int]] = []
+    for k in range(0, len(bounds), batch_size):
+        pieces += enhancer.enhance_batch([(wave[a:b], sr) for a, b in bounds[k:k + batch_size]])
+    restored = iter(pieces)  # enhance_in_chunks asks for the chunks in the same order
+    return enhance_in_chunks(lambda w, s: next(restored), wave, sr, chunk_seconds, overlap_seconds)
 
 
 def fit_full_scale(out: np.ndarray, ceiling: float = 0.99) -> tuple[np.ndarray, str]:
@@ -367,4 +524,3 @@ def fit_full_scale(out: np.ndarray, ceiling: float = 0.99) -> tuple[np.ndarray, 
     if p <= 1.0:
         return out, ""
     return (out * np.float32(ceiling / p)).astype(np.float32), f"peak {p:.2f} scaled to {ceiling} to avoid clipping"
-
