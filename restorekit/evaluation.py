@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from restorekit.audio import load, save
 from restorekit.config import load_config, save_config, to_plain
-from restorekit.errors import AudioError, ConfigError, DataError
+from restorekit.errors import AudioError, ConfigError, DataError, RestorekitError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,13 @@ def _strip_audio_suffix(name: str) -> str:
     return path.with_suffix("").as_posix() if path.suffix.lower() in AUDIO_SUFFIXES else path.as_posix()
 
 
-def run_enhancer(label: str, node: Any, inputs: dict[str, Path], out_dir: Path) -> dict[str, Path]:
-    """Enhance every input into ``out_dir/<rel>.wav`` (16-bit); existing outputs are kept (resume)."""
+def run_enhancer(label: str, node: Any, inputs: dict[str, Path], out_dir: Path,
+                 failed: dict[str, str] | None = None) -> dict[str, Path]:
+    """Enhance every input into ``out_dir/<rel>.wav`` (16-bit); existing outputs are kept (resume).
+
+    An enhancer that crashes on one file does not end the comparison: the reason goes into
+    ``failed`` (name -> reason), the suite records it for that file, and a rerun tries it again.
+    """
     from restorekit.enhancers import ENHANCERS
 
     enhancer = ENHANCERS.build(node, where=f"enhancers.{label}")
@@ -98,7 +103,13 @@ def run_enhancer(label: str, node: Any, inputs: dict[str, Path], out_dir: Path) 
         except AudioError as exc:  # reported and skipped: the suite records it as unreadable
             log.warning("enhancer %s: skipping %s: %s", label, path, exc)
             continue
-        enhanced, sr_out = enhancer(wave, sr)
+        try:
+            enhanced, sr_out = enhancer(wave, sr)
+        except Exception as exc:  # one file must not sink a long comparison; bugs keep their traceback
+            log.warning("enhancer %s failed on %s", label, path, exc_info=not isinstance(exc, RestorekitError))
+            if failed is not None:
+                failed[name] = f"enhancer {label} failed: {type(exc).__name__}: {one_line(exc)}"
+            continue
         save(out, enhanced, sr_out)
     return outputs
 
@@ -110,15 +121,17 @@ def plan_jobs(cfg: DictConfig, out_dir: Path) -> list:
     data = cfg.get("data") or {}
     refs = list_audio(data["references"], "data.references") if data.get("references") else None
     transcripts = read_transcripts(data.get("transcripts"))
-    systems = _systems(cfg, out_dir)
+    failed: dict[str, dict[str, str]] = {}
+    systems = _systems(cfg, out_dir, failed)
     jobs = []
     for label, outputs in systems.items():
         paired = pair_references(list(outputs), refs, f"systems.{label}")
-        jobs += [Job(label, n, str(p), paired[n], transcripts.get(n)) for n, p in outputs.items()]
+        why = failed.get(label, {})
+        jobs += [Job(label, n, str(p), paired[n], transcripts.get(n), why.get(n)) for n, p in outputs.items()]
     return jobs
 
 
-def _systems(cfg: DictConfig, out_dir: Path) -> dict[str, dict[str, Path]]:
+def _systems(cfg: DictConfig, out_dir: Path, failed: dict[str, dict[str, str]]) -> dict[str, dict[str, Path]]:
     systems = {str(k): list_audio(v, f"systems.{k}") for k, v in (to_plain(cfg.get("systems")) or {}).items()}
     enhancers = to_plain(cfg.get("enhancers")) or {}
     if enhancers:
@@ -127,7 +140,9 @@ def _systems(cfg: DictConfig, out_dir: Path) -> dict[str, dict[str, Path]]:
             raise ConfigError("enhancers are listed but data.inputs is not set; point it at the degraded folder")
         inputs = list_audio(inputs_dir, "data.inputs")
         for label, node in enhancers.items():
-            systems[str(label)] = run_enhancer(str(label), node, inputs, out_dir / "outputs" / str(label))
+            failed[str(label)] = {}
+            systems[str(label)] = run_enhancer(str(label), node, inputs, out_dir / "outputs" / str(label),
+                                               failed[str(label)])
     if not systems:
         raise ConfigError("nothing to score: list folders under systems: {label: folder} or enhancers: {label: {name: ...}}")
     return systems

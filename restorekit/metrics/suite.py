@@ -41,6 +41,7 @@ class Job:
     estimate: str
     reference: str | None = None
     transcript: str | None = None
+    failure: str | None = None  # why no estimate exists (e.g. the enhancer failed on this file)
 
 
 @dataclass
@@ -79,6 +80,9 @@ class Scorer:
 
     def __call__(self, job: Job) -> FileResult:
         result = FileResult(job)
+        if job.failure:
+            result.failures = {label: job.failure for label, _ in self.metrics}
+            return result
         try:
             est, sr = load(job.estimate)
             ref = load(job.reference, sr=sr)[0] if job.reference else None
