@@ -21,7 +21,9 @@ class MiipherFeatureLoss(Loss):
     elements and divides by the batch size only. Spectral convergence
     ``||reference - estimate||_F / ||reference||_F`` is a ratio per utterance, averaged over the
     batch, under either reduction; ``spectral_convergence: squared`` uses the Miipher paper's
-    ``||reference - estimate||_F^2 / ||reference||_F^2`` instead (Miipher-1's loss).
+    ``||reference - estimate||_F^2 / ||reference||_F^2`` instead (Miipher-1's loss). With
+    ``lengths`` (B,) (valid frames per item), padded frames are masked out of every term and the
+    mean is over valid elements (the paper's K * D).
     """
 
     def __init__(self, reduction: str = "mean", eps: float = 1e-8, spectral_convergence: str = "ratio") -> None:
@@ -36,11 +38,19 @@ class MiipherFeatureLoss(Loss):
         self.reduction, self.squared_sc = reduction, spectral_convergence == "squared"
         self.eps = eps
 
-    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def forward(self, estimate: torch.Tensor, reference: torch.Tensor,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``lengths`` (B,): valid frames per item; frames past them count nowhere (padding masked)."""
         check_same_shape(estimate, reference, "miipher_feature_loss")
+        count = torch.tensor(float(estimate.numel()), device=estimate.device)
+        if lengths is not None:
+            valid = (torch.arange(estimate.shape[1], device=estimate.device)[None] < lengths.to(estimate.device)[:, None])
+            mask = valid[..., None].to(estimate.dtype)
+            estimate, reference = estimate * mask, reference * mask
+            count = mask.sum() * estimate[0, 0].numel()
         diff = estimate - reference
         if self.reduction == "mean":
-            l1, l2 = diff.abs().mean(), diff.square().mean()
+            l1, l2 = diff.abs().sum() / count, diff.square().sum() / count
         else:
             l1, l2 = diff.abs().sum() / diff.shape[0], diff.square().sum() / diff.shape[0]
         return l1 + l2 + spectral_convergence(estimate, reference, self.eps, squared=self.squared_sc)
