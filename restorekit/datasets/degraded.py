@@ -24,6 +24,7 @@ from restorekit.datasets.base import (
     stem_name,
 )
 from restorekit.datasets.manifest import Manifest, read_manifest
+from restorekit.datasets.text import ItemText
 from restorekit.errors import AudioError, DataError
 
 
@@ -77,14 +78,23 @@ class DegradedSpeech(Dataset):
     sample). Items then also carry ``context`` (the degraded row, float32 (Tc,), Tc <=
     context_seconds * sample_rate, shorter for short files) and ``context_offset`` (int, the
     segment's first sample in it): degraded == context[context_offset:context_offset + T].
+
+    ``transcripts`` (null: off; ``libritts_r``, ``vctk``, ``demo``, ``csv:<path>`` or a dict with
+    ``failed_lists``, see restorekit.datasets.text): items also carry ``text`` (str, the whole
+    file's transcript, whatever window is cut); files in a failed-restoration list are left out,
+    and a file without a transcript is an error naming it (``missing_text: skip`` leaves it out).
+    ``phonemes: true`` adds ``phonemes`` (LongTensor (L,), eSpeak NG IPA of the text in
+    ``language``, ids in restorekit.text.PHONEME_SYMBOLS).
     """
 
     def __init__(self, roots: list[str] | str, sample_rate: int, degradations: dict | None = None,
                  segment_seconds: float | None = 4.0, min_duration: float = 0.0, max_duration: float | None = None,
                  short: str = "pad", validation: bool = False, seed: int = 0, num_items: int | None = None,
                  build_manifest: bool = True, context_seconds: float | None = None,
-                 context_hop_seconds: float | None = 0.016) -> None:
+                 context_hop_seconds: float | None = 0.016, transcripts: str | dict | None = None,
+                 phonemes: bool = False, language: str = "en-us", missing_text: str = "error") -> None:
         where = "degraded_speech"
+        self.text = ItemText(transcripts, phonemes, language, missing_text, where)
         self.sample_rate = check_rate(sample_rate, where)
         check_segment(segment_seconds, short, where)
         self.context_seconds = context_seconds
@@ -105,6 +115,9 @@ class DegradedSpeech(Dataset):
             keep &= m.durations <= hi
         if short == "drop" and self.segment_seconds is not None:
             keep &= m.durations >= self.segment_seconds
+        if self.text.active:
+            rows = np.flatnonzero(keep)
+            keep[rows] = self.text.keep(m.root, [m.path(int(i)) for i in rows])
         return keep
 
     def _empty_message(self, manifests: list[Manifest], lo: float, hi: float | None, short: str) -> str:
@@ -112,6 +125,8 @@ class DegradedSpeech(Dataset):
         roots = ", ".join(str(m.root) for m in manifests)
         if total == 0:
             return f"degraded_speech: no audio indexed in {roots}; add audio files and rebuild metadata.csv"
+        if self.text.active:
+            short = f"{short}, transcripts={self.text.spec!r}, missing_text={self.text.missing_text}"
         return (f"degraded_speech: none of the {total} files in {roots} is within min_duration={lo}, "
                 f"max_duration={hi} s (short={short}, segment_seconds={self.segment_seconds}); relax the limits")
 
@@ -133,6 +148,7 @@ class DegradedSpeech(Dataset):
                 continue
             try:
                 item = self._item(index, j, root, rel)
+                item.update(self.text.fields(root, rel))
             except AudioError as exc:
                 self.skips.failed(root / rel, exc)
                 continue
@@ -153,8 +169,6 @@ class DegradedSpeech(Dataset):
             return make_item(clean, clean.copy(), self.sample_rate, stem_name(rel), [])
         degraded, params = self.chain(clean, self.sample_rate, rng)
         return make_item(clean, degraded, self.sample_rate, stem_name(rel), params.get("applied", []))
-
-
 
     def _context_item(self, rng: np.random.Generator, j: int, root: Path, rel: str) -> dict[str, Any]:
         """A row of context_seconds, degraded whole; the segment cut from the clean and degraded rows."""

@@ -173,15 +173,19 @@ def _publish(tmp: Path, corpus: Path) -> None:
 def demo_speech(sample_rate: int, split: str = "train", segment_seconds: float | None = 2.0,
                 degradations: dict | None = None, short: str = "pad", seed: int = 0,
                 cache_dir: str | None = None, context_seconds: float | None = None,
-                context_hop_seconds: float | None = 0.016) -> DegradedSpeech:
+                context_hop_seconds: float | None = 0.016, text: bool = False, phonemes: bool = False,
+                language: str = "en-us") -> DegradedSpeech:
     """The embedded eSpeak NG demo corpus (32 train / 24 valid utterances, no voice or sentence shared).
 
     Synthesized on first use and cached (see ``cache_dir`` / $RESTOREKIT_DEMO_DIR). ``split``
     valid is deterministic per index. Items: clean/degraded float32 (time,) at sample_rate Hz;
     with ``context_seconds`` also ``context``/``context_offset`` (see degraded_speech; the
-    utterances are 2.1-3.0 s, so a 4.096 s row is the whole utterance).
+    utterances are 2.1-3.0 s, so a 4.096 s row is the whole utterance). ``text`` adds each file's
+    sentence as ``text`` (str); ``phonemes`` (implies text) adds ``phonemes`` (LongTensor (L,), eSpeak
+    NG IPA in ``language``, ids in restorekit.text.PHONEME_SYMBOLS), as degraded_speech does.
     """
     root = demo_corpus_dir(split, cache_dir)
     return DegradedSpeech(roots=[str(root)], sample_rate=sample_rate, degradations=degradations,
                           segment_seconds=segment_seconds, short=short, validation=(split == "valid"), seed=seed,
-                          context_seconds=context_seconds, context_hop_seconds=context_hop_seconds)
+                          context_seconds=context_seconds, context_hop_seconds=context_hop_seconds,
+                          transcripts="demo" if text or phonemes else None, phonemes=phonemes, language=language)

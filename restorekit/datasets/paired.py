@@ -24,6 +24,7 @@ from restorekit.datasets.base import (
 )
 from restorekit.datasets.folder import probe_files
 from restorekit.datasets.manifest import find_audio
+from restorekit.datasets.text import ItemText
 from restorekit.errors import DataError
 
 # Pairs whose lengths differ by more than this (after resampling) are not the same recording.
@@ -66,12 +67,17 @@ class PairedFolders(Dataset):
     from it at a multiple of ``context_hop_seconds`` (s; null: any sample); items also carry
     ``context`` (the degraded row, float32 (Tc,)) and ``context_offset`` (int, samples), as in
     ``degraded_speech``.
+    ``transcripts``/``phonemes``/``language``/``missing_text``: items also carry ``text`` (and
+    ``phonemes``) as in ``degraded_speech``, looked up for the clean file under ``clean_dir``
+    (a CSV names files relative to either folder: pairs share their relative paths).
     """
 
     def __init__(self, degraded_dir: str, clean_dir: str, sample_rate: int, segment_seconds: float | None = None,
                  short: str = "pad", validation: bool = False, seed: int = 0, context_seconds: float | None = None,
-                 context_hop_seconds: float | None = 0.016) -> None:
+                 context_hop_seconds: float | None = 0.016, transcripts: str | dict | None = None,
+                 phonemes: bool = False, language: str = "en-us", missing_text: str = "error") -> None:
         where = "paired_folders"
+        self.text = ItemText(transcripts, phonemes, language, missing_text, where)
         self.sample_rate = check_rate(sample_rate, where)
         check_segment(segment_seconds, short, where)
         self.context_seconds = context_seconds
@@ -79,6 +85,7 @@ class PairedFolders(Dataset):
         self.degraded_dir, self.clean_dir = check_roots([degraded_dir, clean_dir], where)
         self.segment_seconds, self.validation, self.seed, self.epoch = segment_seconds, validation, seed, 0
         pairs = match_pairs(self.degraded_dir, self.clean_dir)
+        pairs = [p for p, k in zip(pairs, self.text.keep(self.clean_dir, [c for _, c in pairs])) if k]
         good, durations, self.unreadable = probe_files(self.degraded_dir, [d for d, _ in pairs], where)
         keep = set(good)
         self.pairs = [p for p in pairs if p[0] in keep]
@@ -99,6 +106,11 @@ class PairedFolders(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self._audio_item(index)
+        item.update(self.text.fields(self.clean_dir, self.pairs[index][1]))
+        return item
+
+    def _audio_item(self, index: int) -> dict[str, Any]:
         rng = None if self.validation else item_rng(self.seed, self.epoch, index)
         if self.context_hop is not None:
             return self._context_item(index, rng)
