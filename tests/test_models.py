@@ -25,6 +25,8 @@ EXAMPLES = {
     "gemma3n_audio": {"layer": 2, "config": {"hidden_size": 32, "conf_num_attention_heads": 2,
                                              "sscp_conv_channel_size": [8, 4]}},
     "parallel_adapter_cleaner": {"encoder": TINY_ENCODER, "bottleneck": 16},
+    "miipher1_cleaner": {"encoder": TINY_ENCODER, "hidden": 16, "heads": 2, "blocks": 1, "ffn_dim": 32,
+                         "kernel_size": 5, "postnet_channels": 8},  # no text: runs on audio alone
     "wavefit": TINY_WAVEFIT,
     "mpd": {"periods": [2, 3], "channels": [8, 16]},
     "msd": {"scales": 2, "channels": [8, 8, 16, 16, 32, 32, 32], "groups": [1, 2, 4, 4, 4, 4, 1]},
