@@ -24,8 +24,8 @@ features are the untouched encoder's):
 - HuBERT / WavLM Large: none. Their layers end on the bare residual sum; the stack's one closing
   norm (``encoder.layer_norm``) follows the top layer and is not applied below it, so only the
   adapters train.
-The adapters' output layers start at zero, so an untrained cleaner returns exactly the frozen
-encoder's features.
+By default the adapters' output layers start at zero, so an untrained cleaner returns exactly the
+frozen encoder's features; ``init: xavier`` (the Atotti variant) starts them small instead.
 """
 from __future__ import annotations
 
@@ -44,19 +44,37 @@ from restorekit.models.ssl import SSLEncoder
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
-class Adapter(nn.Module):
-    """Linear d->bottleneck, activation, Linear bottleneck->d; the output layer starts at zero."""
+_INITS = ("zeros", "xavier")
 
-    def __init__(self, dim: int, bottleneck: int, activation: str) -> None:
+
+class Adapter(nn.Module):
+    """[LayerNorm ->] Linear d->bottleneck, activation, Linear bottleneck->d.
+
+    ``init="zeros"``: PyTorch's default init, output layer zero (the cleaner starts as the frozen
+    encoder exactly). ``init="xavier"``: both linear weights Xavier-uniform scaled by ``init_gain``,
+    biases zero (the Atotti Miipher-2 adapter: near-identity start, but a gradient to every weight
+    from the first step). ``input_norm`` adds the adapter's own trainable LayerNorm on its input.
+    """
+
+    def __init__(
+        self, dim: int, bottleneck: int, activation: str, input_norm: bool = False,
+        init: str = "zeros", init_gain: float = 0.01,
+    ) -> None:
         super().__init__()
+        self.norm = nn.LayerNorm(dim) if input_norm else nn.Identity()
         self.down = nn.Linear(dim, bottleneck)
         self.act = _ACTIVATIONS[activation]()
         self.up = nn.Linear(bottleneck, dim)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        if init == "xavier":
+            for linear in (self.down, self.up):
+                nn.init.xavier_uniform_(linear.weight, gain=init_gain)
+                nn.init.zeros_(linear.bias)
+        else:
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.act(self.down(x)))
+        return self.up(self.act(self.down(self.norm(x))))
 
 
 class _Switch:
@@ -113,14 +131,25 @@ class ParallelAdapterCleaner(nn.Module):
     HuBERT / WavLM Large layers) is a trainable copy. Only adapters and those norms train.
     ``target(wave, sr)`` gives the frozen encoder's features (adapters off), the
     clean-speech training target.
+
+    The Atotti Miipher-2 adapter is ``input_norm: true, activation: gelu, init: xavier,
+    init_gain: 0.01``: a trainable LayerNorm first, both linear layers Xavier-uniform times
+    ``init_gain`` (biases zero), so it starts near, not exactly at, the frozen encoder.
     """
 
-    def __init__(self, encoder: Mapping[str, Any], bottleneck: int = 1024, activation: str = "relu") -> None:
+    def __init__(
+        self, encoder: Mapping[str, Any], bottleneck: int = 1024, activation: str = "relu",
+        input_norm: bool = False, init: str = "zeros", init_gain: float = 0.01,
+    ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ConfigError(
                 f"parallel_adapter_cleaner: activation '{activation}' is unknown; use one of {sorted(_ACTIVATIONS)}"
             )
+        if init not in _INITS:
+            raise ConfigError(f"parallel_adapter_cleaner: init '{init}' is unknown; use one of {list(_INITS)}")
+        adapter = {"activation": activation, "input_norm": bool(input_norm), "init": init,
+                   "init_gain": float(init_gain)}
         self.encoder = MODELS.build(encoder, where="models.feature_cleaner.args.encoder")
         if not isinstance(self.encoder, SSLEncoder):
             raise ConfigError(
@@ -129,12 +158,12 @@ class ParallelAdapterCleaner(nn.Module):
             )
         self._switch = _Switch()
         for layer in self.encoder.blocks:
-            self._wrap_layer(layer, bottleneck, activation)
+            self._wrap_layer(layer, bottleneck, adapter)
         self.feature_dim, self.frame_rate = self.encoder.feature_dim, self.encoder.frame_rate
 
-    def _wrap_layer(self, layer: nn.Module, bottleneck: int, activation: str) -> None:
+    def _wrap_layer(self, layer: nn.Module, bottleneck: int, options: Mapping[str, Any]) -> None:
         spec, norm = self.encoder.spec, self.encoder.block_norm
-        adapter = Adapter(self.encoder.feature_dim, bottleneck, activation)
+        adapter = Adapter(self.encoder.feature_dim, bottleneck, **options)
         setattr(layer, spec.ffn, ParallelFFN(getattr(layer, spec.ffn), adapter, self._switch, spec.ffn_norm))
         if norm is not None:
             setattr(layer, norm, SwitchedNorm(getattr(layer, norm), self._switch))
