@@ -39,7 +39,7 @@ from restorekit.config import save_config, to_plain
 from restorekit.errors import CheckpointError, ConfigError, TrainingError
 from restorekit.registry import check_type, suggest
 from restorekit.trainers import checkpoint, distributed
-from restorekit.trainers.data import ResumableSampler
+from restorekit.trainers.data import ResumableSampler, data_schedule, phase_at
 from restorekit.trainers.ema import EMA
 from restorekit.trainers.validation import Validator
 
@@ -161,6 +161,7 @@ class BaseTrainer(ABC):
         self._grown: dict[str, tuple[int, list[str]]] = {}  # role -> (new tensors, dropped modules), init_weights
         self.models = self.build_models()
         self.losses = self.build_losses()
+        self.balancer = self.build_balancer()
         self.optim = self.build_optimizers()
         self.ema = self._build_ema()
         self.wrapped = self._wrap_ddp()
@@ -342,6 +343,14 @@ class BaseTrainer(ABC):
             terms.append(LossTerm(name, key, float(node["weight"]), fn))
         return terms
 
+    def build_balancer(self) -> Any:
+        """The gradient balancer ``trainer.args.balancer`` describes (stages with a ``balancer`` setting), or None."""
+        from restorekit.trainers.balancer import Balancer
+
+        node = getattr(self.args, "balancer", None)
+        names = [t.key.removeprefix("loss/") for t in self.losses_for("generator")]
+        return Balancer.from_config(node, names) if node else None
+
     def build_optimizers(self) -> dict[str, OptimGroup]:
         from restorekit.optim import OPTIMIZERS, SCHEDULERS
 
@@ -392,22 +401,31 @@ class BaseTrainer(ABC):
         return DATASETS.build(node, where=where, **injected)
 
     def build_train_data(self) -> tuple[torch.utils.data.DataLoader, ResumableSampler]:
-        from restorekit.datasets.collate import collate
-
+        """The loader of the corpus that trains now; ``data.train`` may be a schedule (trainers/data.py)."""
         data = self.cfg.get("data")
         if data is None or data.get("train") is None:
             raise ConfigError("data.train is missing: add data.train: {name: <dataset>, args: {...}}")
-        dataset = self.build_dataset(data.train, "data.train")
-        batch = int(data.get("batch_size", 1))
-        if len(dataset) < batch * self.dist.world_size:
-            raise ConfigError(
-                f"data.train has {len(dataset)} items, fewer than data.batch_size ({batch}) x "
-                f"{self.dist.world_size} process(es); lower data.batch_size or add data"
-            )
-        sampler = ResumableSampler(dataset, self.dist.world_size, self.dist.rank, seed=self.seed)
+        self._phases = data_schedule(data.train)
         # A loader-owned generator (re-seeded each epoch) keeps iterator creation from drawing on
         # the global RNG, which would make a resumed run's randomness differ.
         self._loader_rng = torch.Generator()
+        # every corpus is built now, so a bad one fails at start, not hours in
+        self._phase_loaders = [self._train_loader(p.node, p.where) for p in self._phases]
+        self._phase = 0
+        return self._phase_loaders[0]
+
+    def _train_loader(self, node: Any, where: str) -> tuple[torch.utils.data.DataLoader, ResumableSampler]:
+        from restorekit.datasets.collate import collate
+
+        data = self.cfg.data
+        dataset = self.build_dataset(node, where)
+        batch = int(data.get("batch_size", 1))
+        if len(dataset) < batch * self.dist.world_size:
+            raise ConfigError(
+                f"{where} has {len(dataset)} items, fewer than data.batch_size ({batch}) x "
+                f"{self.dist.world_size} process(es); lower data.batch_size or add data"
+            )
+        sampler = ResumableSampler(dataset, self.dist.world_size, self.dist.rank, seed=self.seed)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch, sampler=sampler, num_workers=int(data.get("num_workers", 0)),
             collate_fn=collate, drop_last=True, pin_memory=self.device.type == "cuda",
@@ -460,8 +478,13 @@ class BaseTrainer(ABC):
                 for p, flag in zip(self.models[r].parameters(), states[r]):
                     p.requires_grad_(flag)
 
-    def weighted_losses(self, terms: list[LossTerm], *inputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """Sum of weight x loss(*inputs) in float32; weight 0 is computed and logged only."""
+    def weighted_losses(self, terms: list[LossTerm], *inputs: Any, values: dict | None = None
+                        ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum of weight x loss(*inputs) in float32; weight 0 is computed and logged only.
+
+        ``values``, when given, collects ``{log key: (weight, loss tensor)}`` of the terms that
+        give a gradient (the gradient balancer needs each one apart).
+        """
         inputs = tuple(_to_float(x) for x in inputs)
         total = torch.zeros((), device=self.device)
         scalars = {}
@@ -471,6 +494,8 @@ class BaseTrainer(ABC):
                     value = t.fn(*inputs)
                 if t.weight != 0:
                     total = total + t.weight * value
+                    if values is not None:
+                        values[t.key] = (t.weight, value)
                 scalars[t.key] = float(value.detach())
         return total, scalars
 
@@ -558,6 +583,10 @@ class BaseTrainer(ABC):
         batch = self.train_loader.batch_size
         lines.append(f"  data: {len(self.train_loader.dataset)} training items; batch {batch} x {d.world_size} "
                      f"process(es) x {self.args.grad_accum} accumulated = {batch * d.world_size * self.args.grad_accum}")
+        if len(self._phases) > 1:
+            lines.append("  data schedule: " + ", ".join(
+                f"{len(loader.dataset)} items until step {p.until_step}" if p.until_step else f"{len(loader.dataset)} items after"
+                for p, (loader, _) in zip(self._phases, self._phase_loaders)))
         start = f"from step {self.step} " if self.step else ""
         lines.append(f"  steps: {start}to {self.args.max_steps}; checkpoints every {self.args.ckpt_every} in "
                      f"{self.output_dir / 'ckpt'}; export to {self.output_dir / 'export'}")
@@ -674,19 +703,36 @@ class BaseTrainer(ABC):
                     stack.enter_context(m.no_sync())
         return stack
 
+    def _enter_phase(self) -> int:
+        """Switch to the corpus the data schedule gives for the next step; a new corpus starts at its
+        epoch 0 (a resumed run whose checkpoint fell on the boundary switches here too)."""
+        phase = phase_at(self._phases, self.step)
+        if phase != self._phase:
+            self._phase, self.epoch, self.batch_in_epoch = phase, 0, 0
+            if self.is_main:
+                print(f"step {self.step}: training data is now {self._phases[phase].where}", flush=True)
+        self.train_loader, self.sampler = self._phase_loaders[phase]
+        return phase
+
     def _batches(self) -> Iterator[dict[str, Any]]:
-        batch_size = self.train_loader.batch_size
         while True:
+            phase = self._enter_phase()
+            batch_size = self.train_loader.batch_size
             self.sampler.set_position(self.epoch, self.batch_in_epoch * batch_size)
-            self._loader_rng.manual_seed(self.seed * 100_003 + self.epoch * 101 + self.dist.rank)
+            self._loader_rng.manual_seed(self.seed * 100_003 + self.epoch * 101 + self.dist.rank + phase * 7919)
             dataset = self.train_loader.dataset
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(self.epoch)
+            switched = False
             for batch in self.train_loader:
                 self.batch_in_epoch += 1
                 self._record_items(batch)
                 yield batch
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                if phase_at(self._phases, self.step) != phase:  # the schedule moved on at this step
+                    switched = True
+                    break
+            if not switched:
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def _record_items(self, batch: dict[str, Any]) -> None:
         if not self.args.record_items:
@@ -776,6 +822,8 @@ class BaseTrainer(ABC):
             "rng": distributed.gather_objects(_rng_state()),
             "world_size": self.dist.world_size,
             "nonfinite": [self.nonfinite_total, self.nonfinite_in_a_row],
+            "balancer": self.balancer.state_dict() if self.balancer is not None else None,
+            "data_phase": self._phase,
         }
 
     def save_checkpoint(self) -> Path:
@@ -802,6 +850,9 @@ class BaseTrainer(ABC):
             self.ema.load_state_dict(data["ema"])
         self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
         self.nonfinite_total, self.nonfinite_in_a_row = st.get("nonfinite", (0, 0))  # older checkpoints lack it
+        if self.balancer is not None and st.get("balancer"):
+            self.balancer.load_state_dict(st["balancer"])
+        self._phase = st.get("data_phase", self._phase)  # _batches resets the position if the step moved on
         rng = st["rng"]
         if len(rng) == self.dist.world_size:  # a different world size cannot replay exactly
             _set_rng_state(rng[self.dist.rank])

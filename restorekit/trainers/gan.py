@@ -32,6 +32,9 @@ class GanArgs(TrainerArgs):
     sub_batches: int = setting(
         1, "parts each batch is split into for the losses and discriminator updates after ONE generator pass "
         "(memory of D and loss networks / n; the generator gradient is the full batch's)")
+    balancer: dict = setting(
+        {}, "gradient balancer (trainers/balancer.py): {total_norm, ema_decay, weights: {loss: share}}; the named "
+        "generator losses' output gradients get norms weight/sum(weights) x total_norm; {}: off")
 
 
 def gan_optimizer_roles(generator: str, discriminators: list[str]) -> dict[str, list[str]]:
@@ -93,7 +96,7 @@ def discriminate(trainer: BaseTrainer, roles: list[str], wave: torch.Tensor, wra
 
 def adversarial_step(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
                      fake: torch.Tensor, real: torch.Tensor, discriminator_steps: int = 1,
-                     sub_batches: int = 1) -> dict[str, float]:
+                     sub_batches: int = 1, extra_loss: torch.Tensor | None = None) -> dict[str, float]:
     """Discriminator update(s) on detached ``fake``, then the generator's losses and update.
 
     ``real`` is ``(B, samples)``; ``fake`` is ``(k * B, samples)``: k generator outputs per real
@@ -107,6 +110,11 @@ def adversarial_step(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str]
     of its output whose gradient is accumulated, then pushed through the generator in one backward
     (FINALLY stage 3). With losses that average over items (all of restorekit's) the generator
     gradient equals the whole batch's; D and loss-network activations need memory for one part.
+
+    ``extra_loss``: an already weighted generator loss that does not pass through ``fake`` (a
+    codec's commitment and distillation), backpropagated in the same single backward pass (DDP
+    allows one per forward). With ``trainer.balancer`` set the output gradient is balanced
+    (trainers/balancer.py).
     """
     if real.shape[0] == 0 or fake.shape[0] % real.shape[0]:
         raise ValueError(f"fake batch {fake.shape[0]} is not a whole multiple of the real batch {real.shape[0]}")
@@ -117,11 +125,13 @@ def adversarial_step(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str]
     if d_roles and any(t.weight != 0 for t in losses.discriminator):
         for _ in range(discriminator_steps):
             scalars.update(_discriminator_update(trainer, losses, d_roles, fake.detach(), real, sub_batches))
-    if sub_batches == 1:
+    if getattr(trainer, "balancer", None) is not None:
+        total, g_scalars = _generator_balanced(trainer, losses, d_roles, fake, real, sub_batches, extra_loss)
+    elif sub_batches == 1:
         total, g_scalars = _generator_losses(trainer, losses, d_roles, fake, real)
-        trainer.backward(total, "generator")
+        trainer.backward(total if extra_loss is None else total + extra_loss, "generator")
     else:
-        total, g_scalars = _generator_sub_batched(trainer, losses, d_roles, fake, real, sub_batches)
+        total, g_scalars = _generator_sub_batched(trainer, losses, d_roles, fake, real, sub_batches, extra_loss)
     scalars.update(g_scalars)
     trainer.optimizer_step("generator")
     scalars["loss/generator_total"] = float(total.detach())
@@ -129,18 +139,20 @@ def adversarial_step(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str]
 
 
 def _generator_losses(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str], fake: torch.Tensor,
-                      real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                      real: torch.Tensor, values: dict | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted generator loss and its scalars; ``values`` (when given) collects each term's tensor."""
     with trainer.frozen(*d_roles):
-        total, scalars = trainer.weighted_losses(losses.waveform, fake, _tile(real, fake.shape[0]))
+        total, scalars = trainer.weighted_losses(losses.waveform, fake, _tile(real, fake.shape[0]), values=values)
         if d_roles and (losses.adversarial or losses.feature_matching):
-            adv_total, adv_scalars = _generator_adversarial(trainer, losses, d_roles, fake, real)
+            adv_total, adv_scalars = _generator_adversarial(trainer, losses, d_roles, fake, real, values)
             total = total + adv_total
             scalars.update(adv_scalars)
     return total, scalars
 
 
 def _generator_sub_batched(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str], fake: torch.Tensor,
-                           real: torch.Tensor, n: int) -> tuple[torch.Tensor, dict[str, float]]:
+                           real: torch.Tensor, n: int, extra_loss: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, dict[str, float]]:
     """Generator losses per part on a detached output; one backward through the generator."""
     leaf = fake.detach().requires_grad_(True)
     total = torch.zeros((), device=fake.device)
@@ -151,9 +163,47 @@ def _generator_sub_batched(trainer: BaseTrainer, losses: GanLosses, d_roles: lis
         total = total + part_total.detach() / n
         for k, v in part_scalars.items():
             scalars[k] = scalars.get(k, 0.0) + v / n
-    if leaf.grad is not None:  # None when every loss is log-only (weight 0)
+    if extra_loss is not None:  # one backward: the output gradient (already scaled) and the extra loss
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(fake)
+        trainer.backward(_surrogate(fake, grad / trainer.scaler.get_scale() * trainer.args.grad_accum) + extra_loss,
+                         "generator")
+    elif leaf.grad is not None:  # None when every loss is log-only (weight 0)
         with torch.autocast(device_type=fake.device.type, enabled=False):
             fake.backward(leaf.grad)  # the accumulated output gradient, through the generator once
+    return total, scalars
+
+
+def _surrogate(output: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """A scalar whose gradient w.r.t. ``output`` is ``grad``: pushes a computed output gradient
+    through the generator with ``trainer.backward`` (scaler, accumulation, one DDP backward)."""
+    return (output.float() * grad.detach().float()).sum()
+
+
+def _generator_balanced(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str], fake: torch.Tensor,
+                        real: torch.Tensor, n: int, extra_loss: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Each loss's gradient w.r.t. the output (over ``n`` parts), balanced, then one backward."""
+    leaf = fake.detach().requires_grad_(True)
+    total = torch.zeros((), device=fake.device)
+    scalars: dict[str, float] = {}
+    grads: dict[str, torch.Tensor] = {}
+    weights: dict[str, float] = {}
+    for f, r in zip(_parts(leaf, real, n), real.chunk(n)):
+        values: dict = {}
+        part_total, part_scalars = _generator_losses(trainer, losses, d_roles, f, r, values)
+        total = total + part_total.detach() / n
+        for k, v in part_scalars.items():
+            scalars[k] = scalars.get(k, 0.0) + v / n
+        for key, (weight, value) in values.items():
+            name = key.removeprefix("loss/")
+            weights[name] = weight
+            g = torch.autograd.grad(value / n, leaf, retain_graph=True, allow_unused=True)[0]
+            if g is not None:
+                grads[name] = grads[name] + g if name in grads else g
+    grad, balance = trainer.balancer.combine(grads, weights) if grads else (torch.zeros_like(leaf), {})
+    scalars.update(balance)
+    surrogate = _surrogate(fake, grad)
+    trainer.backward(surrogate if extra_loss is None else surrogate + extra_loss, "generator")
     return total, scalars
 
 
@@ -183,15 +233,15 @@ def _discriminator_update(trainer: BaseTrainer, losses: GanLosses, d_roles: list
     return scalars
 
 
-def _generator_adversarial(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str],
-                           fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def _generator_adversarial(trainer: BaseTrainer, losses: GanLosses, d_roles: list[str], fake: torch.Tensor,
+                           real: torch.Tensor, values: dict | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     with trainer.autocast():
         with torch.no_grad():
             _, real_fmaps = discriminate(trainer, d_roles, real, wrapped=False)
         fake_logits, fake_fmaps = discriminate(trainer, d_roles, fake, wrapped=False)
     real_fmaps = [[_tile(m, f.shape[0]) for m, f in zip(r, fk)] for r, fk in zip(real_fmaps, fake_fmaps)]
-    adv, s1 = trainer.weighted_losses(losses.adversarial, fake_logits)
-    fm, s2 = trainer.weighted_losses(losses.feature_matching, fake_fmaps, real_fmaps)
+    adv, s1 = trainer.weighted_losses(losses.adversarial, fake_logits, values=values)
+    fm, s2 = trainer.weighted_losses(losses.feature_matching, fake_fmaps, real_fmaps, values=values)
     return adv + fm, {**s1, **s2}
 
 
