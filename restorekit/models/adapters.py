@@ -156,6 +156,12 @@ class ParallelAdapterCleaner(nn.Module):
                 "models.feature_cleaner.args.encoder must name an SSL encoder "
                 "(w2v_bert2, hubert, wavlm, gemma3n_audio)"
             )
+        if not self.encoder.spec.ffn:
+            raise ConfigError(
+                f"parallel_adapter_cleaner: {self.encoder.kind} cannot carry parallel adapters: its layers compute "
+                "their feed-forward inline (fc1, fc2) with no FFN module to run an adapter beside; "
+                "use w2v_bert2, hubert, wavlm or gemma3n_audio as the encoder"
+            )
         self._switch = _Switch()
         for layer in self.encoder.blocks:
             self._wrap_layer(layer, bottleneck, adapter)

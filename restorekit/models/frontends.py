@@ -179,3 +179,35 @@ class Gemma3nLogMel(nn.Module):
             starts = torch.arange(feats.shape[1], device=feats.device) * self.hop_length
             mask = starts[None, :] < lengths.to(feats.device)[:, None]
         return feats.float(), mask
+
+
+class WhisperLogMel(nn.Module):
+    """Whisper encoder input: log10 mel power spectrogram, 25 ms Hann frames every 10 ms (n_fft
+    400, hop 160, centred with reflect padding, the last frame dropped), floored at 1e-10, clamped
+    to 8 (log10 units) below each item's maximum, then (x + 4) / 4. Wave (B, T) at 16 kHz ->
+    (B, bins, T // 160), equal to ``WhisperFeatureExtractor`` on the same (already padded) audio.
+
+    The mel filters come from a ``transformers`` ``WhisperFeatureExtractor`` (80 bins for
+    Whisper up to large-v2, 128 for large-v3), so they are exactly the extractor's.
+    """
+
+    hop_length = 160
+
+    def __init__(self, extractor: Any | None = None, num_mel_bins: int = 80) -> None:
+        super().__init__()
+        if extractor is None:
+            from transformers import WhisperFeatureExtractor
+
+            extractor = WhisperFeatureExtractor(feature_size=num_mel_bins)
+        self.n_fft, self.hop_length = int(extractor.n_fft), int(extractor.hop_length)
+        self.register_buffer("mel", torch.as_tensor(extractor.mel_filters, dtype=torch.float64), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft, dtype=torch.float64), persistent=False)
+        self.num_bins = self.mel.shape[1]
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        stft = torch.stft(wave.double(), self.n_fft, self.hop_length, window=self.window, center=True,
+                          pad_mode="reflect", return_complex=True)
+        power = stft[..., :-1].abs().square()  # (B, freq, frames); the extractor drops the last frame
+        log_spec = torch.matmul(self.mel.T, power).clamp_min(1e-10).log10()
+        peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        return ((torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0).float()

@@ -1,7 +1,7 @@
 """Frozen self-supervised speech encoders from transformers, truncated after a layer.
 
-``w2v_bert2`` (the open stand-in for Google's USM), ``hubert``, ``wavlm`` and ``gemma3n_audio``
-(the USM-derived audio encoder of Gemma 3n). Each takes audio at any rate, resamples it to
+``w2v_bert2`` (the open stand-in for Google's USM), ``hubert``, ``wavlm``, ``gemma3n_audio``
+(the USM-derived audio encoder of Gemma 3n) and ``whisper_encoder`` (Whisper's encoder). Each takes audio at any rate, resamples it to
 16 kHz with julius on the model's device, computes the encoder's input in torch (batched), and
 returns the hidden states after ``layer`` (layers above are never built): transformers'
 ``hidden_states[layer]`` of the full model, or its ``last_hidden_state`` when ``layer`` is the top.
@@ -21,7 +21,14 @@ from torch import nn
 
 from restorekit.errors import CheckpointError, ConfigError, one_line
 from restorekit.models import MODELS
-from restorekit.models.frontends import SSL_SAMPLE_RATE, Gemma3nLogMel, W2vBertFbank, WaveformInput
+from restorekit.models.frontends import (
+    SSL_SAMPLE_RATE,
+    Gemma3nLogMel,
+    W2vBertFbank,
+    WaveformInput,
+    WhisperLogMel,
+    valid_mask,
+)
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,11 @@ class _Backbone:
 
     model: str  # transformers model class
     config: str  # transformers config class
-    frontend: str  # "fbank" | "waveform" | "gemma_mel"
+    frontend: str  # "fbank" | "waveform" | "gemma_mel" | "whisper_mel"
     input_key: str  # keyword the model's forward takes the frontend output under
     depth_key: str = "num_hidden_layers"
     fixed: Mapping[str, Any] = field(default_factory=dict)  # settings we always impose
-    ffn: str = "feed_forward"  # the per-layer FFN an adapter runs beside
+    ffn: str = "feed_forward"  # the per-layer FFN an adapter runs beside; "" where there is no FFN module
     # the FFN module's own input norm where it normalises inside (Gemma 3n); "" where the layer
     # normalises before calling it, so the FFN's argument is already its normalised input
     ffn_norm: str = ""
@@ -55,6 +62,10 @@ _BACKBONES = {
     "gemma3n_audio": _Backbone("Gemma3nAudioEncoder", "Gemma3nAudioConfig", "gemma_mel", "audio_mel",
                                depth_key="conf_num_hidden_layers", fixed={"conf_reduction_factor": 1},
                                ffn="ffw_layer_end", ffn_norm="pre_layer_norm", block_norm="norm"),
+    # Whisper's encoder layers (pre-norm) call fc1 / fc2 inline: no FFN module for an adapter
+    "whisper_encoder": _Backbone("models.whisper.modeling_whisper.WhisperEncoder", "WhisperConfig", "whisper_mel", "input_features",
+                                 depth_key="encoder_layers", fixed={"encoder_layerdrop": 0.0}, ffn="",
+                                 block_norm=""),
 }
 
 
@@ -87,6 +98,8 @@ class SSLEncoder(nn.Module):
         elif self.spec.frontend == "gemma_mel":
             self.input = Gemma3nLogMel(_gemma_extractor(pretrained))
             _check_gemma_bins(self.input, self.model.config)
+        elif self.spec.frontend == "whisper_mel":
+            self.input = WhisperLogMel(_whisper_extractor(pretrained, self.model.config))
         else:
             self.input = WaveformInput(normalize_waveform)
         self.feature_dim = int(self.model.config.hidden_size)
@@ -101,6 +114,8 @@ class SSLEncoder(nn.Module):
     @property
     def blocks(self) -> nn.ModuleList:
         """The encoder's layers (conformer / transformer blocks), ``layer`` of them."""
+        if self.spec.frontend == "whisper_mel":
+            return self.model.layers
         return self.model.conformer if self.spec.frontend == "gemma_mel" else self.model.encoder.layers
 
     @property
@@ -112,13 +127,15 @@ class SSLEncoder(nn.Module):
         """
         if getattr(self.model.config, "do_stable_layer_norm", False):
             return None
-        return self.spec.block_norm
+        return self.spec.block_norm or None
 
     def _hop(self) -> int:
         if self.spec.frontend == "fbank":
             return W2vBertFbank.hop_length * W2vBertFbank.stride
         if self.spec.frontend == "gemma_mel":
             return self.input.hop_length * math.prod(s[0] for s in self.model.config.sscp_conv_stride_size)
+        if self.spec.frontend == "whisper_mel":
+            return self.input.hop_length * self.model.conv2.stride[0]
         return math.prod(self.model.config.conv_stride)
 
     def num_frames(self, num_samples: int, sr: int) -> int:
@@ -126,6 +143,8 @@ class SSLEncoder(nn.Module):
         n = _resampled_length(num_samples, sr)
         if self.spec.frontend == "fbank":
             return self.input.num_frames(n)
+        if self.spec.frontend == "whisper_mel":  # conv2 (kernel 3, stride 2, padding 1): ceil(mel / 2)
+            return -(-(n // self.input.hop_length) // 2)
         if self.spec.frontend == "gemma_mel":
             n = self.input.num_frames(n)
             # each subsampling conv pads time by (0, kernel - 1): ceil(n / stride) frames
@@ -138,6 +157,8 @@ class SSLEncoder(nn.Module):
 
     def forward(self, wave: torch.Tensor, sr: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
         wave16, lengths16 = self.to_16k(wave, sr, lengths)
+        if self.spec.frontend == "whisper_mel":
+            return self._encode_whisper(wave16, lengths16)
         inputs, mask = self.input(wave16, lengths16)
         return self.encode(inputs, mask if lengths is not None else None)
 
@@ -164,6 +185,23 @@ class SSLEncoder(nn.Module):
             kwargs["attention_mask"] = mask.long()
         return self.model(**kwargs).last_hidden_state
 
+    def _encode_whisper(self, wave: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Whisper's encoder reads exactly one window (30 s for released models: 3000 mel frames,
+        1500 positions) and was trained on shorter speech zero-padded to it. So each item is
+        zero-padded past its length to whole windows, as the feature extractor pads; audio longer
+        than one window is cut into consecutive windows encoded independently; the outputs are
+        joined and cut to the real frame count. A frame thus never depends on what follows the
+        item, and a 1 s input gives the frames of that audio with any amount of silence after it.
+        """
+        frames = self.num_frames(wave.shape[1], SSL_SAMPLE_RATE)
+        if lengths is not None:
+            wave = wave * valid_mask(lengths, wave.shape[1], wave.shape[0], wave.device)
+        window = self.model.config.max_source_positions * self._hop()
+        windows = max(1, -(-wave.shape[1] // window))
+        wave = nn.functional.pad(wave, (0, windows * window - wave.shape[1]))
+        hidden = self.model(input_features=self.input(wave.reshape(-1, window))).last_hidden_state
+        return hidden.reshape(wave.shape[0], -1, hidden.shape[-1])[:, :frames]
+
     def _takes_mask(self) -> bool:
         # Group-norm feature encoders (HuBERT/WavLM base) were trained without attention masks.
         return self.spec.frontend == "fbank" or self.model.config.feat_extract_norm == "layer"
@@ -181,13 +219,15 @@ def _build_backbone(kind: str, pretrained: str | None, overrides: dict[str, Any]
     import transformers
 
     spec = _BACKBONES[kind]
-    model_cls, config_cls = getattr(transformers, spec.model), getattr(transformers, spec.config)
+    model_cls, config_cls = _transformers_class(spec.model), getattr(transformers, spec.config)
     fixed = {**spec.fixed, spec.depth_key: layer}
     if pretrained:
         if overrides:
             fixed = {**overrides, **fixed}
         if kind == "gemma3n_audio":
             return _gemma_from_pretrained(model_cls, config_cls, pretrained, layer, fixed)
+        if kind == "whisper_encoder":
+            return _whisper_from_pretrained(pretrained, layer, fixed)
         return _from_pretrained(model_cls, kind, pretrained, layer, fixed)
     full_depth = overrides.get(spec.depth_key, getattr(config_cls(), spec.depth_key))
     _check_layer(kind, layer, full_depth)
@@ -196,6 +236,17 @@ def _build_backbone(kind: str, pretrained: str | None, overrides: dict[str, Any]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{kind}: config overrides {overrides} are not valid for {spec.config}: {exc}") from exc
     return _cut(model_cls(config), layer, full_depth)
+
+
+def _transformers_class(name: str) -> type:
+    """A transformers class by its top-level name, or by module path where it has none
+    (``models.whisper.modeling_whisper.WhisperEncoder``)."""
+    import importlib
+
+    import transformers
+
+    module, _, cls = name.rpartition(".")
+    return getattr(importlib.import_module(f"transformers.{module}") if module else transformers, cls)
 
 
 def _cut(model: nn.Module, layer: int, depth: int) -> nn.Module:
@@ -209,6 +260,8 @@ def _cut(model: nn.Module, layer: int, depth: int) -> nn.Module:
     """
     if layer < depth and getattr(model.config, "do_stable_layer_norm", False):
         model.encoder.layer_norm = nn.Identity()
+    if layer < depth and model.config.model_type == "whisper":  # pre-norm too; its norm sits on the encoder
+        model.layer_norm = nn.Identity()
     return model
 
 
@@ -340,6 +393,42 @@ def _check_gemma_bins(frontend: Gemma3nLogMel, config: Any) -> None:
         )
 
 
+# --- Whisper ----------------------------------------------------------------------------------
+def _whisper_from_pretrained(pretrained: str, layer: int, fixed: dict) -> nn.Module:
+    """The encoder of a Whisper checkpoint (WhisperModel or WhisperForConditionalGeneration layout),
+    built with ``layer`` encoder layers and no decoder layers; the weights above are not loaded."""
+    from transformers import AutoConfig, WhisperModel
+
+    try:
+        config = AutoConfig.from_pretrained(pretrained)
+    except (OSError, ValueError) as exc:
+        raise _load_error("whisper_encoder", pretrained, exc) from exc
+    if config.model_type != "whisper":
+        raise CheckpointError(
+            f"whisper_encoder: '{pretrained}' holds a '{config.model_type}' model, not Whisper; "
+            "give a Whisper checkpoint (e.g. openai/whisper-small) or a folder saved from WhisperModel"
+        )
+    _check_layer("whisper_encoder", layer, config.encoder_layers)
+    model = WhisperModel.from_pretrained(pretrained, **{**fixed, "decoder_layers": 0}).encoder
+    return _cut(model, layer, config.encoder_layers)
+
+
+def _whisper_extractor(pretrained: str | None, config: Any) -> Any:
+    """The checkpoint's feature extractor (preprocessor_config.json), else one for its mel bins."""
+    from transformers import WhisperFeatureExtractor
+
+    if pretrained and _resolve(pretrained, "preprocessor_config.json", required=False):
+        extractor = WhisperFeatureExtractor.from_pretrained(pretrained)
+    else:
+        extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    if extractor.feature_size != config.num_mel_bins:
+        raise ConfigError(
+            f"whisper_encoder: the encoder reads {config.num_mel_bins} mel bins but the feature extractor gives "
+            f"{extractor.feature_size}; set config.num_mel_bins to {extractor.feature_size}"
+        )
+    return extractor
+
+
 def _register(name: str, summary: str) -> None:
     def factory(
         pretrained: str | None = None, config: dict | None = None, layer: int = 12,
@@ -360,5 +449,7 @@ def _register(name: str, summary: str) -> None:
 _register("w2v_bert2", "w2v-BERT 2.0 conformer encoder (USM stand-in): wave (B, T) any rate -> (B, frames, 1024) at 50 Hz.")
 _register("hubert", "HuBERT encoder: wave (B, T) any rate -> (B, frames, hidden) at 50 Hz.")
 _register("wavlm", "WavLM encoder: wave (B, T) any rate -> (B, frames, hidden) at 50 Hz.")
+_register("whisper_encoder", "Whisper encoder: wave (B, T) any rate -> (B, frames, d_model) at 50 Hz; inputs "
+          "zero-padded to its 30 s window (longer ones encoded window by window), output cut to the real frames.")
 _register("gemma3n_audio", "Gemma 3n audio encoder (USM-derived conformer): wave (B, T) any rate -> "
           "(B, frames, 1536) at 25 Hz (every 40 ms frame; the released model's final 4x frame drop is not applied).")
