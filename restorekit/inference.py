@@ -289,6 +289,9 @@ class IoPool:
 
     def ahead(self, items: Iterable) -> Iterator:
         """``items``, each next one produced in a thread while the caller works on this one."""
+        if self.pool is None:  # serial: produce each item only when the caller asks for it
+            yield from items
+            return
         it, end = iter(items), object()
         pending = self.submit(next, it, end)
         while (item := pending.result()) is not end:
@@ -494,7 +497,8 @@ def enhance_recordings(enhancer, items: list[tuple[np.ndarray, int]], chunk_seco
     def is_long(wave: np.ndarray, sr: int) -> bool:
         return len(wave) > chunk_seconds * sr and not enhancer.chunks_internally
 
-    short = iter(enhancer.enhance_batch([(w, s) for w, s in items if not is_long(w, s)]))
+    short_items = [(w, s) for w, s in items if not is_long(w, s)]
+    short = iter(enhancer.enhance_batch(short_items) if short_items else [])
     return [enhance_chunks_batched(enhancer, w, s, chunk_seconds, overlap_seconds, batch_size) if is_long(w, s)
             else next(short) for w, s in items]
 

@@ -284,7 +284,8 @@ def decode(data: bytes, name: str) -> tuple[np.ndarray, int] | AudioError:
     try:
         wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        return AudioError(f"{name}: cannot be decoded as audio ({one_line(exc)})")
+        # error_string: libsndfile's own words, without the BytesIO object's repr around them
+        return AudioError(f"{name}: cannot be decoded as audio ({getattr(exc, 'error_string', None) or one_line(exc)})")
     if wave.size == 0:
         return AudioError(f"{name}: contains no samples")
     wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
