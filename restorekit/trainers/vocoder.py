@@ -208,4 +208,7 @@ class VocoderFinetuneTrainer(_VocoderTrainer):
         super().check_inputs()
 
     def features(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.raw("feature_cleaner")(batch["degraded"], int(batch["sr"]), batch.get("lengths"))
+        cleaner = self.raw("feature_cleaner")
+        # a cleaner that reads more than audio (Miipher-1: phonemes, text_lengths) names those batch keys
+        extra = {k: batch[k] for k in getattr(cleaner, "conditioning", ()) if k in batch}
+        return cleaner(batch["degraded"], int(batch["sr"]), batch.get("lengths"), **extra)
