@@ -47,10 +47,16 @@ EXAMPLES = {
                "embedding_size": 8},
     "xphonebert": {"pretrained": None, "config": {"hidden_size": 16, "num_attention_heads": 2,
                                                   "num_hidden_layers": 1, "intermediate_size": 32}},
+    "resemblyzer": {},
+    "ecapa": {"pretrained": None, "channels": [16, 16, 16, 16, 48], "attention_channels": 8, "res2net_scale": 4,
+              "se_channels": 8, "lin_neurons": 12},
+    "whisper_encoder": {"layer": 2, "config": {"d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2,
+                                               "encoder_ffn_dim": 64, "max_source_positions": 50}},
     "mimi": {"n_filters": 4, "dimension": 16, "transformer_layers": 1, "heads": 2, "ffn": 32, "n_q": 3,
              "codebook_size": 16, "codebook_dim": 8},
 }
 TEXT_ENCODERS = ("phoneme_embedding", "plbert", "xphonebert")
+SPEAKER_ENCODERS = ("resemblyzer", "ecapa")
 
 
 def _run(name: str, model: torch.nn.Module) -> None:
@@ -73,6 +79,9 @@ def _run(name: str, model: torch.nn.Module) -> None:
     elif name in TEXT_ENCODERS:  # phoneme ids (B, L), lengths (B,) -> (B, L', dim), lengths (B,)
         feats, lengths = model(torch.tensor([[50, 83, 54, 16], [65, 156, 0, 0]]), torch.tensor([4, 2]))
         assert feats.shape[0] == 2 and feats.shape[-1] == model.dim and lengths.shape == (2,)
+    elif name in SPEAKER_ENCODERS:  # wave (B, T) -> unit-norm (B, dim)
+        emb = model(wave, 16000)
+        assert emb.shape == (2, model.dim) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
     elif name == "mimi":  # 24 kHz codec: 16000 samples -> 9 frames of 1920 samples
         codes = model.encode(wave)
         assert codes.shape == (2, 3, 9) and model.decode(codes).shape == (2, 9 * 1920)
