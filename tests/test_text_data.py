@@ -184,3 +184,22 @@ def test_demo_speech_items_carry_their_sentence(tmp_path):
         assert item["text"] == sentences[item["name"].rsplit("/", 1)[-1]]
         assert item["phonemes"].tolist() == phoneme_ids(phonemize([item["text"]])[0])
     assert "text" not in demo_speech(16000, split="valid", segment_seconds=None, cache_dir=str(tmp_path))[0]
+
+
+def test_libritts_r_recipe_fetches_the_failed_lists_for_transcripts(tmp_path):
+    import io
+    import tarfile
+
+    from restorekit.datasets.recipes import LIBRITTS_R, prepare
+
+    body = b"./train-clean-100/84/121123/84_121123_000009_000000.wav\n"
+    (tmp_path / "archives").mkdir()
+    with tarfile.open(tmp_path / "archives" / "libritts_r_failed_speech_restoration_examples.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("libritts_r_failed_speech_restoration_examples/train-clean-100_bad_sample_list.txt")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    assert prepare(LIBRITTS_R, tmp_path, ["failed_lists"], offline=True) == []  # nothing to index
+    listed = tmp_path / "libritts_r_failed_speech_restoration_examples" / "train-clean-100_bad_sample_list.txt"
+    lookup = transcript_lookup({"source": "libritts_r", "failed_lists": [str(listed)]}, tmp_path)
+    assert lookup.excluded(["84/121123/84_121123_000009_000000.wav", "84/121123/84_121123_000007_000001.wav"]).tolist() \
+        == [True, False]

@@ -204,10 +204,14 @@ LIBRITTS_R_SUBSETS = ("dev_clean", "dev_other", "test_clean", "test_other", "tra
                       "train_clean_360", "train_other_500")
 LIBRITTS_R = Recipe(
     name="LibriTTS-R",
-    archives={s: (Archive(f"{OPENSLR}/{s}.tar.gz"),) for s in LIBRITTS_R_SUBSETS},
-    index={s: (s.replace("_", "-"),) for s in LIBRITTS_R_SUBSETS},
+    # failed_lists: the published lists of utterances whose restoration failed (nothing to index);
+    # give their .txt files to a dataset's transcripts.failed_lists to leave them out.
+    archives={**{s: (Archive(f"{OPENSLR}/{s}.tar.gz"),) for s in LIBRITTS_R_SUBSETS},
+              "failed_lists": (Archive(f"{OPENSLR}/libritts_r_failed_speech_restoration_examples.tar.gz"),)},
+    index={**{s: (s.replace("_", "-"),) for s in LIBRITTS_R_SUBSETS}, "failed_lists": ()},
     default_subsets=("dev_clean",),
-    notes="24 kHz, CC BY 4.0 (openslr.org/141).",
+    notes="24 kHz, CC BY 4.0 (openslr.org/141). Subset failed_lists: the lists of failed restorations "
+          "(libritts_r_failed_speech_restoration_examples/*.txt) for transcripts.failed_lists.",
 )
 VCTK = Recipe(
     name="VCTK 0.92",
