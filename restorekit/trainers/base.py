@@ -68,7 +68,7 @@ class TrainerArgs:
     ema_start: int = setting(0, "steps during which the EMA just copies the weights")
     num_audio_samples: int = setting(2, "validation items whose audio and spectrograms are logged")
     max_valid_items: int = setting(0, "validation items scored; 0: the whole validation set")
-    optimizers: dict = setting({}, "group -> {name, args, grad_clip, scheduler}; the stage names its groups")
+    optimizers: dict = setting({}, "group -> {name, args, grad_clip, scheduler, decay_only: [submodules whose parameters alone get weight_decay]}; the stage names its groups")
     init_from: dict = setting({}, "role -> export folder whose weights that role starts from")
     init_weights: dict = setting(
         {}, "role -> export folder whose weights load into the role as THIS config builds it (new submodules keep "
@@ -127,6 +127,24 @@ def freeze_all_but(module: nn.Module, names: Any, where: str) -> None:
                               f"{', '.join(options)}")
     for pname, p in module.named_parameters():
         p.requires_grad_(any(pname.startswith(n + ".") for n in names))
+
+
+def split_weight_decay(opt: torch.optim.Optimizer, named: Mapping[str, nn.Parameter], only: list[str],
+                       where: str) -> None:
+    """Weight decay only on parameters under the submodules ``only`` (names as ``<role>.<path>`` or
+    any ``<path>`` segment, e.g. ``encoder_transformer``); the rest of the group gets weight_decay 0."""
+    def under(name: str, entry: str) -> bool:
+        return f".{entry}." in f".{name}."
+
+    for entry in only:
+        if not any(under(n, str(entry)) for n in named):
+            raise ConfigError(f"{where}: '{entry}' matches no trainable parameter of this optimizer's roles; "
+                              f"parameters look like {', '.join(list(named)[:3])}")
+    decayed = {id(p) for n, p in named.items() if any(under(n, str(e)) for e in only)}
+    group = opt.param_groups[0]
+    rest = [p for p in group["params"] if id(p) not in decayed]
+    group["params"] = [p for p in group["params"] if id(p) in decayed]
+    opt.add_param_group({"params": rest, "weight_decay": 0.0})
 
 
 def role_seed(seed: int, role: str) -> int:
@@ -363,8 +381,11 @@ class BaseTrainer(ABC):
                     f"{where} is missing: trainer '{self.name}' updates {', '.join(roles)} with an optimizer "
                     f"named '{group}'; add {where}: {{name: adamw, args: {{lr: 2.0e-4}}}}"
                 )
-            params = [p for r in roles for p in self.models[r].parameters() if p.requires_grad]
-            opt = OPTIMIZERS.build(node, where=where, extra_keys=("grad_clip", "scheduler"), params=params)
+            named = {f"{r}.{n}": p for r in roles for n, p in self.models[r].named_parameters() if p.requires_grad}
+            params = list(named.values())
+            opt = OPTIMIZERS.build(node, where=where, extra_keys=("grad_clip", "scheduler", "decay_only"), params=params)
+            if node.get("decay_only"):
+                split_weight_decay(opt, named, list(node["decay_only"]), f"{where}.decay_only")
             sched_node = node.get("scheduler") or {"name": "constant"}
             sched = SCHEDULERS.build(sched_node, where=f"{where}.scheduler", optimizer=opt)
             clip = node.get("grad_clip")
