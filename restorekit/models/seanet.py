@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 State = dict  # per-stream caches: {module: tensor}
@@ -162,13 +163,8 @@ def plain_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     The released layout stores plain conv weights; a model trained with weight norm saves the
     same keys this way.
     """
-    out: dict[str, torch.Tensor] = {}
-    state = module.state_dict()
-    for key, value in state.items():
-        if key.endswith(".parametrizations.weight.original0"):
-            stem = key.removesuffix(".parametrizations.weight.original0")
-            v = state[f"{stem}.parametrizations.weight.original1"]
-            out[f"{stem}.weight"] = torch._weight_norm(v, value, 0)
-        elif not key.endswith(".parametrizations.weight.original1"):
-            out[key] = value
+    out = {k: v for k, v in module.state_dict().items() if ".parametrizations.weight.original" not in k}
+    for name, m in module.named_modules():
+        if parametrize.is_parametrized(m, "weight"):
+            out[f"{name}.weight"] = m.weight.detach()  # g * v / |v|, computed by the parametrisation
     return out
