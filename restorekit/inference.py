@@ -48,7 +48,8 @@ DEFAULTS = {
     "batch_size": 8,  # recordings (or chunks of a long one) handed to the enhancer together
     "chunk": {"seconds": 30.0, "overlap": 1.0},  # files longer than `seconds` go in chunks
     "io_workers": 2,  # threads loading the next batch and writing the last while the model computes; 0: serial
-    "transcripts": None,  # CSV name,text: the reference text of each file (screening's wer)
+    "transcripts": None,  # CSV name,text: the reference text of each file (screening's wer; a Miipher-1
+    # export's text input, where `asr` also works: see restorekit.inference_text)
     "screen": [],  # metrics scoring every input and output: dnsmos, speaker_similarity, wer
     "screen_thresholds": {"dnsmos_drop": 0.0, "speaker_similarity_min": 0.8, "wer_rise": 0.0},
 }
@@ -337,6 +338,11 @@ class Runner:
         self.progress = progress
         self.screener = screener
         self.summary = Summary()
+        self.texts = None  # a text-conditioned export (Miipher-1) reads each file's transcript
+        if getattr(enhancer, "text_conditioned", False):
+            from restorekit.inference_text import TranscriptSource
+
+            self.texts = TranscriptSource(cfg.get("transcripts"))
 
     def run(self, jobs: list[Job]) -> Summary:
         todo = []
@@ -372,7 +378,7 @@ class Runner:
         for job, exc in unreadable:
             self._record(job, "failed", one_line(exc))
         start = time.perf_counter()
-        outputs = restore_batch(self.enhancer, [(w, s) for _, w, s in loaded], self.cfg) if loaded else []
+        outputs = self._enhance(loaded) if loaded else []
         per_file = (time.perf_counter() - start) / max(len(loaded), 1)
         results = []
         for (job, _, _), out in zip(loaded, outputs):
@@ -381,6 +387,19 @@ class Runner:
             else:
                 results.append((job, *fit_full_scale_pair(out), per_file))
         return results
+
+    def _enhance(self, loaded: list[tuple[Job, np.ndarray, int]]) -> list[Restored | Exception]:
+        if self.texts is None:
+            return restore_batch(self.enhancer, [(w, s) for _, w, s in loaded], self.cfg)
+        return [self._enhance_with_text(job, w, s) for job, w, s in loaded]
+
+    def _enhance_with_text(self, job: Job, wave: np.ndarray, sr: int) -> Restored | Exception:
+        """One file with its own transcript; a missing one is this file's failure, not the run's."""
+        try:
+            text = self.texts.text(job.name, wave, sr)
+        except RestorekitError as exc:
+            return exc
+        return restore_batch(self.enhancer.with_text(text), [(wave, sr)], self.cfg)[0]
 
     def _write(self, job: Job, out: np.ndarray, out_sr: int, note: str, seconds: float) -> tuple:
         """Runs in an I/O thread: returns what ``_record`` is then called with, in the caller's thread."""

@@ -14,7 +14,8 @@ class RestorekitExport(Enhancer):
     """A restorekit export at ``path``: (T,) at any rate -> (T * rate / sr,) at the restorer's rate.
 
     ``path`` is the ``export/`` folder a trainer wrote (config.yaml + <role>.safetensors): a
-    Miipher-2 restorer (24 kHz out) or a waveform generator (HiFi++ 16 kHz, FINALLY 16 or 48 kHz; a
+    Miipher-2 restorer (24 kHz out), a Miipher-1 restorer (reads each recording's transcript: restore
+    through ``with_text(text)``) or a waveform generator (HiFi++ 16 kHz, FINALLY 16 or 48 kHz; a
     mel vocoder re-synthesises its input).
     Inputs longer than ``chunk_seconds`` are restored in chunks overlapping by
     ``overlap_seconds`` (level-matched, cross-faded), so memory is bounded by one chunk.
@@ -49,3 +50,24 @@ class RestorekitExport(Enhancer):
 
     def enhance(self, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
         return self.restorer.restore(wave, sr)
+
+    @property
+    def text_conditioned(self) -> bool:
+        """True when the export reads each recording's transcript (Miipher-1): use ``with_text``."""
+        return bool(getattr(self.restorer, "text_conditioned", False))
+
+    def with_text(self, text: str | None) -> Enhancer:
+        """This enhancer restoring recordings that say ``text`` (a Miipher-1 export's transcript)."""
+        return _WithText(self, text)
+
+
+class _WithText(Enhancer):
+    """A text-conditioned export bound to one transcript (inference gives each file its own)."""
+
+    chunks_internally = True
+
+    def __init__(self, export: RestorekitExport, text: str | None) -> None:
+        self.export, self.text, self.sample_rate = export, text, export.sample_rate
+
+    def enhance(self, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        return self.export.restorer.restore(wave, sr, text=self.text)

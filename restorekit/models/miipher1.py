@@ -28,10 +28,13 @@ single learned token (conditioned on speaker and iteration); without a speaker e
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +42,7 @@ from torch import nn
 from restorekit.errors import ConfigError, DataError
 from restorekit.models import MODELS
 from restorekit.models.conformer import ConformerBlock
+from restorekit.models.miipher2 import Miipher2
 
 
 def valid_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
@@ -231,6 +235,17 @@ class Miipher1Cleaner(nn.Module):
             kernel_size, iterations, postnet_channels, postnet_layers, postnet_kernel, postnet_dropout, dropout)
         # batch keys the vocoder stages and restorers pass on to forward (see trainers/vocoder.py)
         self.conditioning: tuple[str, ...] = ("phonemes", "text_lengths") if self.text_encoder is not None else ()
+        self._transcript: torch.Tensor | None = None
+
+    @contextlib.contextmanager
+    def transcript(self, phonemes: torch.Tensor) -> Iterator[None]:
+        """Inside the block, calls that pass no phonemes read these (1, L) ids for every item: how a
+        restorer hands one file's transcript through code that calls ``cleaner(wave, sr)``."""
+        self._transcript = phonemes
+        try:
+            yield
+        finally:
+            self._transcript = None
 
     def train(self, mode: bool = True) -> Miipher1Cleaner:
         """Frozen encoders stay in eval mode (no dropout, fixed norms) whatever the caller asks."""
@@ -278,6 +293,8 @@ class Miipher1Cleaner(nn.Module):
               batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self.text_encoder is None:
             return None, None
+        if phonemes is None and self._transcript is not None:
+            phonemes, text_lengths = self._transcript.expand(batch, -1), None
         if phonemes is None:
             raise DataError(
                 "miipher1_cleaner is text-conditioned but got no phonemes: give the datasets `phonemes: true` "
@@ -308,3 +325,59 @@ def _check_sizes(hidden: int, heads: int, blocks: int, iterations: int, postnet_
     for key, value in (("blocks", blocks), ("iterations", iterations), ("postnet_layers", postnet_layers)):
         if int(value) < 1:
             raise ConfigError(f"{where}.{key} must be >= 1, got {value}")
+
+
+@MODELS.register("miipher1")
+class Miipher1(Miipher2):
+    """Miipher-1 restorer: degraded wave (T,) at any rate + its transcript -> restored wave at the vocoder's rate.
+
+    Miipher-2's restorer (chunking, noise, level policy: see ``miipher2``) whose text-conditioned
+    cleaner also reads the transcript: ``restore(wave, sr, text)`` phonemizes ``text`` with eSpeak
+    NG in ``language`` (as the datasets' ``phonemes: true`` did in training) and hands the phonemes
+    to the cleaner. A long file's chunks each get the whole transcript (the cross-attention finds
+    the part a chunk says). Arguments as ``miipher2``'s; ``feature_cleaner`` is a ``miipher1_cleaner``.
+    """
+
+    language = "en-us"  # eSpeak NG voice of the transcripts; from_export takes the training data's
+
+    @classmethod
+    def from_export(cls, directory: str | Path, **kwargs: Any) -> Miipher1:
+        """A restorer from an export folder holding ``feature_cleaner`` and ``vocoder``, phonemizing in the
+        language its training data used (``data.train.args.language``, else en-us)."""
+        from omegaconf import OmegaConf
+
+        from restorekit.models.export import load_config
+
+        restorer = super().from_export(directory, **kwargs)
+        restorer.language = str(OmegaConf.select(load_config(directory), "data.train.args.language", default="en-us"))
+        return restorer
+
+    @property
+    def text_conditioned(self) -> bool:
+        """Whether the cleaner reads a transcript (False for the no-text ablation)."""
+        return bool(getattr(self.feature_cleaner, "conditioning", ()))
+
+    @torch.no_grad()
+    def restore(self, wave: np.ndarray | torch.Tensor, sr: int, text: str | None = None) -> tuple[np.ndarray, int]:
+        """Restore mono audio (T,) at ``sr`` Hz saying ``text``; returns (float32 (round(T * rate / sr),), rate)."""
+        if not self.text_conditioned:
+            return super().restore(wave, sr)
+        with self.feature_cleaner.transcript(self.phonemes(text).to(self.device)):
+            return super().restore(wave, sr)
+
+    def phonemes(self, text: str | None) -> torch.Tensor:
+        """(1, L) phoneme ids of ``text``; a DataError when there is no text or it gives no phonemes."""
+        from restorekit.text import phoneme_ids, phonemize
+
+        if text is None or not text.strip():
+            raise DataError("miipher1: this restorer is text-conditioned and got no transcript; pass the text of "
+                            "the recording (inference.py: transcripts=<name,text CSV> or transcripts=asr)")
+        ids = phoneme_ids(phonemize([text], self.language)[0])
+        if not ids:
+            raise DataError(f"miipher1: the transcript {text!r} gives no phonemes in language '{self.language}'")
+        return torch.tensor([ids], dtype=torch.long)
+
+    def _features(self, waves: list[torch.Tensor], sr: int) -> list[torch.Tensor]:
+        # each piece through the whole cleaner: a batched pass straight through its SSL encoder
+        # (Miipher-2's shortcut, where the cleaner lives inside the encoder) would skip the network
+        return [self.feature_cleaner(w[None], sr)[0] for w in waves]

@@ -84,13 +84,18 @@ class WaveRestorer(nn.Module):
         return y.float().cpu().numpy()
 
 def restorer_from_export(directory: str | Path, **kwargs: Any) -> nn.Module:
-    """The restorer an export holds: ``Miipher2`` (feature_cleaner + vocoder) or ``WaveRestorer`` (generator)."""
+    """The restorer an export holds: ``Miipher2`` (feature_cleaner + vocoder; ``Miipher1`` when the cleaner is a
+    ``miipher1_cleaner``) or ``WaveRestorer`` (generator)."""
     from restorekit.errors import CheckpointError
     from restorekit.models.miipher2 import Miipher2
 
     roles = {p.stem for p in Path(directory).glob("*.safetensors")}
     if {"feature_cleaner", "vocoder"} <= roles:
-        return Miipher2.from_export(directory, **kwargs)
+        from restorekit.models.export import load_config
+        from restorekit.models.miipher1 import Miipher1
+
+        miipher1 = load_config(directory).models.feature_cleaner.name == "miipher1_cleaner"  # reads a transcript
+        return (Miipher1 if miipher1 else Miipher2).from_export(directory, **kwargs)
     if "generator" in roles:
         return WaveRestorer.from_export(directory, **kwargs)
     raise CheckpointError(
