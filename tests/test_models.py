@@ -27,6 +27,10 @@ EXAMPLES = {
     "parallel_adapter_cleaner": {"encoder": TINY_ENCODER, "bottleneck": 16},
     "miipher1_cleaner": {"encoder": TINY_ENCODER, "hidden": 16, "heads": 2, "blocks": 1, "ffn_dim": 32,
                          "kernel_size": 5, "postnet_channels": 8},  # no text: runs on audio alone
+    "miipher1": {"feature_cleaner": {"name": "miipher1_cleaner", "args": {
+        "encoder": TINY_ENCODER, "text_encoder": {"name": "phoneme_embedding", "args": {"dim": 8}}, "hidden": 16,
+        "heads": 2, "blocks": 1, "ffn_dim": 32, "kernel_size": 5, "postnet_channels": 8}},
+        "vocoder": {"name": "wavefit", "args": TINY_WAVEFIT}},
     "wavefit": TINY_WAVEFIT,
     "mpd": {"periods": [2, 3], "channels": [8, 16]},
     "msd": {"scales": 2, "channels": [8, 8, 16, 16, 32, 32, 32], "groups": [1, 2, 4, 4, 4, 4, 1]},
@@ -69,6 +73,9 @@ def _run(name: str, model: torch.nn.Module) -> None:
         assert len(logits) == len(maps) > 0 and all(lg.shape[0] == 2 for lg in logits)
     elif name == "miipher2":
         out, sr = model.restore(wave[0].numpy(), 16000)
+        assert sr == 24000 and out.shape == (24000,)
+    elif name == "miipher1":  # the transcript is part of the input
+        out, sr = model.restore(wave[0].numpy(), 16000, text="Bring two pencils.")
         assert sr == 24000 and out.shape == (24000,)
     elif name in ("hifigan", "hifipp"):
         assert model(model.features(wave)).shape == (2, 16000 // 256 * 256)
