@@ -126,9 +126,20 @@ def test_weight_norm_and_fewer_codebooks_load_the_same_model_and_save_plain_weig
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_missing_weights_are_a_checkpoint_error_that_says_how_to_fix(tmp_path):
+def test_missing_weights_are_a_checkpoint_error_that_says_how_to_fix(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r"cannot load pretrained weights .*nowhere.*huggingface-cli download"):
         Mimi.from_pretrained(tmp_path / "nowhere")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))  # offline, nothing cached
+    with pytest.raises(CheckpointError, match=r"'kyutai/mimi' .*offline mode is HF_HUB_OFFLINE=1"):
+        Mimi.from_pretrained("kyutai/mimi")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"model_type": "encodec"}')
+    (tmp_path / "other" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"holds a 'encodec' model, not Mimi"):
+        Mimi.from_pretrained(tmp_path / "other")
+    (tmp_path / "other" / "config.json").write_text('{"model_type": "mimi"}')
+    with pytest.raises(CheckpointError, match=r"cannot read .*other.*; re-download it"):
+        Mimi.from_pretrained(tmp_path / "other")  # an empty, damaged weights file
 
 
 def test_kmeans_initialisation_finds_the_clusters_of_the_first_batch():

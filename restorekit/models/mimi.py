@@ -410,13 +410,14 @@ def _read_release(pretrained: str) -> tuple[dict, dict[str, torch.Tensor]]:
             "(huggingface-cli download kyutai/mimi) while online; offline mode is HF_HUB_OFFLINE=1") from exc
     try:
         config = json.loads(Path(config_path).read_text())
-        weights = load_file(weights_path)
-    except Exception as exc:  # safetensors raises its own error type on a damaged file
+        if config.get("model_type") != "mimi":
+            raise CheckpointError(f"mimi: '{pretrained}' holds a '{config.get('model_type')}' model, not Mimi; "
+                                  "give kyutai/mimi or a folder saved by MimiModel / Mimi.save_pretrained")
+        return config, load_file(weights_path)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # json and safetensors raise their own error types on a damaged file
         raise CheckpointError(f"mimi: cannot read '{pretrained}' ({one_line(exc)[:200]}); re-download it") from exc
-    if config.get("model_type") != "mimi":
-        raise CheckpointError(f"mimi: '{pretrained}' holds a '{config.get('model_type')}' model, not Mimi; "
-                              "give kyutai/mimi or a folder saved by MimiModel / Mimi.save_pretrained")
-    return config, weights
 
 
 def _args_from_hf(c: dict) -> dict:
