@@ -1,0 +1,75 @@
+"""A 2-process torchrun restoration killed mid-run, then rerun: the rerun restores only what is missing."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests_helpers import REPO, offline_env
+
+# Runs on every rank: the real command line, except that rank 1 kills itself (SIGKILL: no cleanup,
+# as an out-of-memory kill or a lost node) when KILL_AFTER files are recorded done.
+DYING_INFERENCE = """
+import os, signal, sys
+from restorekit import inference
+
+_record, done = inference.Runner._record, []
+
+
+def record(self, job, status, reason="", seconds=0.0):
+    _record(self, job, status, reason, seconds)
+    done.append(status == "done")
+    if os.environ.get("KILL_AFTER") and os.environ["RANK"] == "1" and sum(done) == int(os.environ["KILL_AFTER"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+inference.Runner._record = record
+sys.exit(inference.main(sys.argv[1:]))
+"""
+
+
+def torchrun(script: Path, args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2", str(script), *args],
+        cwd=REPO, env=offline_env(OMP_NUM_THREADS="1", **env), capture_output=True, text=True, timeout=240,
+        check=False,
+    )
+
+
+@pytest.mark.slow  # two torchrun launches of two processes each: ~20 s on 2 shared cores
+def test_a_killed_torchrun_restoration_reruns_only_the_missing_files(tmp_path: Path) -> None:
+    """Eight files over two ranks (rank 1: f1 f3 f5 f7); rank 1 is killed after writing two, which
+    ends the run (torchrun stops rank 0 too). The rerun writes exactly the files then missing,
+    leaves the others untouched (same mtimes), and rank 0 reports every file.
+
+    Catches: outputs not skipped on resume (everything restored again), a half-written output
+    taken as done, the file split changing between runs, a summary missing a rank's files.
+    """
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(8):
+        sf.write(inputs / f"f{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(2000)).astype(np.float32), 8000)
+    (tmp_path / "dying_inference.py").write_text(DYING_INFERENCE)
+    out = tmp_path / "out"
+    # batch_size=1, io_workers=0: rank 1 has restored its third file but not written it when it dies.
+    args = ["enhancer=identity", f"input={inputs}", f"output_dir={out}", "batch_size=1", "io_workers=0"]
+    first = torchrun(tmp_path / "dying_inference.py", args, KILL_AFTER="2")
+    assert first.returncode != 0 and not (out / "inference_summary.json").exists()
+    written = {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")}
+    assert {"f1.wav", "f3.wav"} <= set(written) and not {"f5.wav", "f7.wav"} & set(written)
+    assert not list(out.glob(".*"))  # no temporaries left by the killed rank
+
+    second = torchrun(tmp_path / "dying_inference.py", args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    summary = json.loads((out / "inference_summary.json").read_text())
+    status = {Path(f["input"]).name: f["status"] for f in summary["files"]}
+    assert sorted(status) == [f"f{i}.wav" for i in range(8)]
+    assert {n for n, s in status.items() if s == "done"} == {f"f{i}.wav" for i in range(8)} - set(written)
+    assert {n for n, s in status.items() if s == "skipped"} == set(written)
+    assert {n: (out / n).stat().st_mtime_ns for n in written} == written  # not rewritten
+    assert "[rank 1/2] 2 done, 2 skipped, 0 failed" in second.stdout
+    assert second.stdout.count(f"inference: {8 - len(written)} done, {len(written)} skipped, 0 failed") == 1
