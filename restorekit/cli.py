@@ -65,7 +65,7 @@ the input tree; finished outputs are skipped, so a killed run resumes.
   enhancer=NAME               a registered enhancer (restorekit list enhancers); enhancer.args.KEY=VALUE
   exp.device=auto|cpu|cuda    format=wav|flac    overwrite=false    batch_size=8
   chunk.seconds=30 chunk.overlap=1.0               (long files, baselines)
-  io_workers=2    screen=[dnsmos,speaker_similarity,wer]    input='shards-{000..009}.tar' (WebDataset)
+  io_workers=2    screen=[dnsmos,speaker_similarity,wer]    input='shards-{{000..009}}.tar' (WebDataset)
   restorekit restore exp.ckpt_dir=runs/quickstart/stage3/export input=noisy/ output_dir=restored/""",
     "evaluate": """usage: restorekit evaluate exp.config_path=CONFIG [key=value ...]
 
