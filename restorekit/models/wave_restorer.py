@@ -6,10 +6,15 @@ with ``features``) re-synthesises the mel of its input, which checks a vocoder, 
 Long inputs go through overlapping chunks (memory of one chunk), level-matched and cross-faded
 at the seams as ``Miipher2.restore`` does, and the output follows the same level policy
 (``apply_level_policy``): the CLI, the ``restorekit`` enhancer and ``restorekit.load`` agree.
+
+``restore_batch`` batches only pieces of equal length (chunks of long files, files of one length):
+these generators have no padding mask (their convolutions, and FINALLY's WavLM, would read
+padding), so padding would change a file's output; unequal pieces run one at a time. Outputs
+equal ``restore`` of each file alone within float rounding.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,16 @@ from torch import nn
 from restorekit.audio import check_sample_rate
 from restorekit.errors import ConfigError
 from restorekit.models import MODELS
-from restorekit.models.miipher2 import _as_tensor, apply_level_policy, check_level_args, render_chunked
+from restorekit.models.miipher2 import (
+    Piece,
+    _as_tensor,
+    _fit,
+    apply_level_policy,
+    autocast,
+    check_level_args,
+    check_precision,
+    render_files,
+)
 
 
 @MODELS.register("wave_restorer")
@@ -32,16 +46,18 @@ class WaveRestorer(nn.Module):
     ``finally``) or a mel vocoder (``hifigan``, ``hifipp``: copy synthesis). Inputs longer than
     ``chunk_seconds`` are restored in chunks overlapping by ``overlap_seconds``. Level: peak
     ``output_peak`` (null: as made), muted where the input is below ``silence_dbfs`` (null: no gate).
+    ``precision``: ``bf16`` (autocast) or ``fp32``; null: bf16 on CUDA, fp32 on CPU.
     """
 
     def __init__(self, generator: Mapping[str, Any] | nn.Module, chunk_seconds: float = 10.0,
                  overlap_seconds: float = 1.0, output_peak: float | None = 0.9,
-                 silence_dbfs: float | None = -70.0) -> None:
+                 silence_dbfs: float | None = -70.0, precision: str | None = None) -> None:
         super().__init__()
         if not 0 < overlap_seconds < chunk_seconds:
             raise ConfigError(f"wave_restorer: overlap_seconds ({overlap_seconds}) must be > 0 and < "
                               f"chunk_seconds ({chunk_seconds})")
         check_level_args("wave_restorer", output_peak)
+        self.precision = check_precision("wave_restorer", precision)
         self.generator = generator if isinstance(generator, nn.Module) else MODELS.build(generator, "models.generator")
         self.chunk_seconds, self.overlap_seconds = float(chunk_seconds), float(overlap_seconds)
         self.output_peak, self.silence_dbfs = output_peak, silence_dbfs
@@ -60,28 +76,32 @@ class WaveRestorer(nn.Module):
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
-    @torch.no_grad()
     def restore(self, wave: np.ndarray | torch.Tensor, sr: int) -> tuple[np.ndarray, int]:
         """Restore mono audio (T,) at ``sr`` Hz; returns (float32 (round(T * rate / sr),), rate)."""
-        sr = check_sample_rate(sr, "input sample rate")
-        x = _as_tensor(wave).to(self.device)
-        out_len = round(x.shape[0] * self.sample_rate / sr)
-        chunk = max(1, round(self.chunk_seconds * sr))
-        if x.shape[0] <= chunk:
-            y = self._render(x, sr, out_len)
-        else:
-            y = render_chunked(lambda piece, _start, n: self._render(piece, sr, n), x, self.sample_rate / sr, chunk,
-                               max(1, round(self.overlap_seconds * sr)), out_len)
-        return apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate
+        return self.restore_batch([wave], sr, batch_size=1)[0]
 
-    def _render(self, x: torch.Tensor, sr: int, out_len: int) -> np.ndarray:
-        x = x[None].float()
+    @torch.inference_mode()
+    def restore_batch(self, waves: Sequence[np.ndarray | torch.Tensor], sr: int,
+                      batch_size: int = 8) -> list[tuple[np.ndarray, int]]:
+        """Restore mono files [(T_i,)] at ``sr`` Hz -> [(float32 (round(T_i * rate / sr),), rate)], in order;
+        pieces of equal length (chunks of long files) ``batch_size`` at a time, each file as ``restore``."""
+        sr = check_sample_rate(sr, "input sample rate")
+        xs = [_as_tensor(w).to(self.device) for w in waves]
+        chunk, overlap = max(1, round(self.chunk_seconds * sr)), max(1, round(self.overlap_seconds * sr))
+        with autocast(self.device, self.precision):
+            ys = render_files(lambda pieces: self._render_batch(pieces, sr), xs, self.sample_rate / sr, chunk,
+                              overlap, batch_size, equal_lengths=True)
+        return [(apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate)
+                for y, x in zip(ys, xs)]
+
+    def _render_batch(self, pieces: list[Piece], sr: int) -> list[np.ndarray]:
+        x = torch.stack([piece for piece, _, _ in pieces]).float()  # equal lengths: no padding
         if sr != self.input_rate:
             x = julius.resample_frac(x, int(sr), self.input_rate)
         gen = self.generator
         y = gen(gen.features(x)) if hasattr(gen, "features") else gen(x)
-        y = torch.nn.functional.pad(y[0, :out_len], (0, max(0, out_len - y.shape[-1])))
-        return y.float().cpu().numpy()
+        return [_fit(y[i].reshape(-1), n) for i, (_, _, n) in enumerate(pieces)]
+
 
 def restorer_from_export(directory: str | Path, **kwargs: Any) -> nn.Module:
     """The restorer an export holds: ``Miipher2`` (feature_cleaner + vocoder; ``Miipher1`` when the cleaner is a
