@@ -97,7 +97,8 @@ def test_enhance_batch_equals_one_call_per_recording(export):
     rng = np.random.default_rng(0)
     waves = [(0.2 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 11000)]
     for (out, sr), wave in zip(restorer.enhance_batch(waves, 16000), waves):
-        np.testing.assert_array_equal(out, restorer(wave, 16000)[0])
+        # batched through one padded forward pass: equal within float rounding (restorekit.models.miipher2)
+        np.testing.assert_allclose(out, restorer(wave, 16000)[0], atol=1e-4, rtol=0)
         assert sr == 24000 and len(out) == round(len(wave) * 1.5)
 
 
