@@ -2,6 +2,7 @@
 the masked feature loss, and stage 1 on the demo corpus."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,32 @@ def test_feature_loss_masks_padded_frames():
     d = est - ref  # by hand: L1 and L2 over the 6 x 4 valid elements, squared SC
     hand = d.abs().mean() + d.square().mean() + d.square().sum() / ref.square().sum()
     assert float(alone) == pytest.approx(float(hand), rel=1e-6)
+
+
+def test_transcripts_csv_is_looked_up_by_relative_path_or_stem_and_a_missing_row_names_file_and_csv(tmp_path):
+    from restorekit.inference_text import TranscriptSource
+
+    csv = tmp_path / "texts.csv"
+    csv.write_text("name,text\nspk1/a.wav,Hello there.\nb,Second file.\n", encoding="utf-8")
+    source, wave = TranscriptSource(str(csv)), np.zeros(160, dtype=np.float32)
+    assert source.text("spk1/a", wave, 16000) == "Hello there."
+    assert source.text("other/b", wave, 16000) == "Second file."  # a stem row matches in any folder
+    with pytest.raises(DataError, match=f"no transcript for spk2/c in {csv}; add a row 'spk2/c,<text>'"):
+        source.text("spk2/c", wave, 16000)
+    with pytest.raises(ConfigError, match="reads the transcript of each file: pass transcripts="):
+        TranscriptSource(None)
+
+
+def test_miipher1_restorer_needs_the_transcript():
+    restorer = MODELS.build({"name": "miipher1", "args": {
+        "feature_cleaner": {"name": "miipher1_cleaner", "args": {"encoder": TINY_ENCODER, "text_encoder": {
+            "name": "phoneme_embedding", "args": {"dim": 8}}, **TINY_NET}},
+        "vocoder": {"name": "wavefit", "args": {"feature_dim": 16, "iterations": 1, "cond_channels": 8,
+                                                "upsample_channels": [8, 8, 8, 8], "downsample_channels": [4, 4, 8, 8],
+                                                "memory_efficient": True}}}}, where="models.restorer")
+    wave = (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    with pytest.raises(DataError, match="text-conditioned and got no transcript"):
+        restorer.restore(wave, 16000)
+    out, sr = restorer.restore(wave, 16000, text="Bring two pencils.")
+    assert restorer.text_conditioned and sr == 24000 and out.shape == (12000,)
+    assert restorer.feature_cleaner._transcript is None  # the transcript does not outlive the call
