@@ -9,7 +9,8 @@ such lists). Per file, ``screening.csv`` holds:
 - ``speaker_similarity``: resemblyzer cosine of the output to the input; flagged below
   ``screen_thresholds.speaker_similarity_min`` (0.8).
 - ``wer_in``, ``wer_out``, ``wer_delta``: pocketsphinx WER of input and output against the file's
-  transcript from ``transcripts=`` (CSV ``name,text``; a shard sample's ``.txt`` member), else
+  transcript from ``transcripts=`` (CSV ``name,text``, by relative path or stem; a shard sample's
+  ``.txt`` member), else
   against the input's own ASR transcript (``wer_in`` is then 0); flagged when it rises by more
   than ``screen_thresholds.wer_rise`` (0: any rise). ``transcript`` says which text was used.
 - ``flag`` (1 or 0) and ``reasons``. A metric that cannot score a file (silence, no words
@@ -64,6 +65,7 @@ class Screener:
                               f"the thresholds are {', '.join(THRESHOLDS)}")
         self.metrics = {n["name"]: METRICS.build(n, where=f"screen[{i}]") for i, n in enumerate(nodes)}
         self.transcripts = read_transcripts(transcripts)
+        self.by_stem = _stem_texts(self.transcripts)
 
     def score(self, file: str, wave: np.ndarray, sr: int, out: np.ndarray, out_sr: int,
               name: str | None = None, transcript: str | None = None) -> dict[str, Any]:
@@ -82,6 +84,10 @@ class Screener:
         row["reasons"] = "; ".join(reasons)
         return row
 
+    def _text(self, name: str) -> str | None:
+        """The transcripts file's text for ``name`` (relative path, no suffix), by path or unique stem."""
+        return self.transcripts.get(name) or self.by_stem.get(name.rsplit("/", 1)[-1])
+
     def _dnsmos(self, row: dict, wave, sr, out, out_sr, name, transcript) -> str:
         metric = self.metrics["dnsmos"]
         before, after = metric(wave, sr)["dnsmos_ovrl"], metric(out, out_sr)["dnsmos_ovrl"]
@@ -98,7 +104,7 @@ class Screener:
 
     def _wer(self, row: dict, wave, sr, out, out_sr, name, transcript) -> str:
         metric = self.metrics["wer"]
-        text = transcript or self.transcripts.get(strip_suffix(name))
+        text = transcript or self._text(strip_suffix(name))
         row["transcript"] = "given" if text else "asr of input"
         if text:
             before = metric(wave, sr, transcript=text)["wer"]
@@ -110,6 +116,14 @@ class Screener:
         return f"wer rose {after - before:+.2f} (more than {rise})" if after - before > rise else ""
 
 
+def _stem_texts(table: dict[str, str]) -> dict[str, str]:
+    """``stem -> text`` for stems only one row has (inference_text's rule: a shared stem names neither)."""
+    stems: dict[str, list[str]] = {}
+    for name, text in table.items():
+        stems.setdefault(name.rsplit("/", 1)[-1], []).append(text)
+    return {stem: texts[0] for stem, texts in stems.items() if len(texts) == 1}
+
+
 def strip_suffix(name: str) -> str:
     path = Path(name)
     return path.with_suffix("").as_posix() if path.suffix.lower() in (".wav", ".flac", ".ogg", ".opus", ".mp3") \
@@ -117,8 +131,10 @@ def strip_suffix(name: str) -> str:
 
 
 def read_transcripts(path: str | None) -> dict[str, str]:
-    """``name -> text`` from ``transcripts=`` (CSV ``name,text``, name the relative path, suffix optional)."""
-    if not path:
+    """``name -> text`` from ``transcripts=`` (CSV ``name,text``, name the relative path, suffix optional).
+    ``transcripts=asr`` (a Miipher-1 export's recognised input text) gives none: screening then
+    takes the input's ASR transcript, which is the same text."""
+    if not path or str(path) == "asr":
         return {}
     if not Path(path).is_file():
         raise DataError(f"transcripts={path}: file not found; give a CSV with columns name,text "

@@ -83,7 +83,8 @@ def test_a_worse_output_is_flagged_with_reasons_and_its_twin_is_not(monkeypatch)
 
 
 def test_given_transcripts_and_unscorable_outputs(monkeypatch, tmp_path) -> None:
-    """A transcripts CSV (name without suffix) is the reference for input and output; a silent output
+    """A transcripts CSV (name without suffix; a unique stem also finds it) is the reference for input
+    and output, and transcripts=asr (Miipher-1's option) means the input's ASR; a silent output
     cannot be scored, so its cells stay empty and it is flagged with the metric's reason.
 
     Catches: the transcripts file ignored, a failure recorded as a pass (nothing vouches for it).
@@ -94,6 +95,8 @@ def test_given_transcripts_and_unscorable_outputs(monkeypatch, tmp_path) -> None
     wave = np.full(SR // 10, 0.6, np.float32)  # 'recognised' as two words
     row = screen.score("spk/one", wave, SR, wave / 0.6, SR)
     assert (row["transcript"], row["wer_in"], row["wer_out"]) == ("given", 0.5, 0.0)
+    assert screen.score("other/one", wave, SR, wave, SR)["transcript"] == "given"  # found by its stem
+    assert screener(monkeypatch, transcripts="asr").score("spk/one", wave, SR, wave, SR)["transcript"] == "asr of input"
     silent = screen.score("spk/one", wave, SR, np.zeros_like(wave), SR)
     assert silent["flag"] == 1 and "dnsmos_out" not in silent
     assert silent["reasons"].startswith("dnsmos not scored (the estimate is silent); speaker similarity 0.40 < 0.8")
