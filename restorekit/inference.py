@@ -138,7 +138,8 @@ def build_enhancer(cfg: DictConfig):
     if cfg.exp.ckpt_dir:  # enhancer.args.* (output_peak, silence_dbfs, chunk_seconds, ...) apply to it too
         node = cfg.enhancer.get("args")
         extra = OmegaConf.to_container(node, resolve=True) if node is not None else {}
-        args = {**extra, "path": str(cfg.exp.ckpt_dir), "device": resolve_device(cfg)}
+        # The run's batch_size is also the export's pieces per forward pass, unless enhancer.args says otherwise.
+        args = {"batch_size": int(cfg.batch_size), **extra, "path": str(cfg.exp.ckpt_dir), "device": resolve_device(cfg)}
         return ENHANCERS.build({"name": "restorekit", "args": args}, where="exp.ckpt_dir")
     return ENHANCERS.build(cfg.enhancer, where="enhancer")
 

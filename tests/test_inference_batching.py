@@ -146,3 +146,20 @@ def test_batch_size_and_io_workers_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"io_workers=-1 must be a whole number >= 0 \(e.g. io_workers=2\)"):
         parse_args([*base, "io_workers=-1"])
     assert parse_args(base).io_workers == 2
+
+
+def test_an_export_gets_the_runs_batch_size_unless_its_args_say_otherwise(monkeypatch) -> None:
+    """batch_size=4 reaches the restorekit enhancer (pieces per forward pass); enhancer.args.batch_size wins.
+
+    Catches: an export batching its chunks 8 at a time whatever the run asks (memory not bounded by
+    the run's batch_size).
+    """
+    from restorekit.enhancers import ENHANCERS
+    from restorekit.inference import build_enhancer
+
+    built = []
+    monkeypatch.setattr(ENHANCERS, "build", lambda node, where="": built.append(dict(node["args"])))
+    base = ["exp.ckpt_dir=export", "exp.device=cpu", "input=x", "output_dir=y"]
+    build_enhancer(parse_args([*base, "batch_size=4"]))
+    build_enhancer(parse_args([*base, "batch_size=4", "enhancer.args.batch_size=2"]))
+    assert [(b["batch_size"], b["path"], b["device"]) for b in built] == [(4, "export", "cpu"), (2, "export", "cpu")]
