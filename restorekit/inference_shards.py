@@ -10,7 +10,9 @@ This is the layout ``write_shards`` makes and ``webdataset_shards`` trains from.
 A shard is written to ``.<name>.partial`` and renamed when whole, so a finished output shard
 is skipped on a rerun and a partial one is done again. A sample whose audio cannot be decoded
 or restored is left out of the output shard and recorded as failed; a shard that cannot be
-read at all (truncated, not a tar) is recorded as failed and not written.
+read at all (truncated, not a tar) is recorded as failed and not written. A text-conditioned
+export (Miipher-1) reads each sample's transcript from its ``.txt`` member, else from
+``transcripts=`` (see ``restorekit.inference_text``).
 
 Read and written with ``tarfile`` rather than webdataset's pipeline: members must be passed
 through unchanged (names, order, bytes) and a truncated input must fail its shard, not end the
@@ -32,7 +34,7 @@ import soundfile as sf
 from omegaconf import DictConfig
 
 from restorekit.audio import check_finite
-from restorekit.errors import AudioError, ConfigError, DataError, one_line
+from restorekit.errors import AudioError, ConfigError, DataError, RestorekitError, one_line
 from restorekit.inference import (
     IoPool,
     Record,
@@ -145,6 +147,7 @@ class ShardRunner:
     def __init__(self, enhancer, cfg: DictConfig, screener=None) -> None:
         self.enhancer, self.cfg, self.screener = enhancer, cfg, screener
         self.summary = Summary()
+        self.texts = None  # transcripts= for a text-conditioned export, read when first needed
 
     def restore(self, job: ShardJob) -> None:
         job.target.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +191,7 @@ class ShardRunner:
 
     def _restore(self, job: ShardJob, batch: list[Sample], records: list[Record]) -> None:
         todo = [(s, i) for s in batch for i, a in s.audio.items() if not isinstance(a, AudioError)]
-        outputs = restore_batch(self.enhancer, [s.audio[i] for s, i in todo], self.cfg) if todo else []
+        outputs = self._enhance(todo) if todo else []
         for (sample, index), out in zip(todo, outputs):
             failure = self._encode(sample, index, out)
             if failure is not None:
@@ -196,6 +199,26 @@ class ShardRunner:
         for sample in batch:
             for index in sample.audio:
                 records.append(self._record(job, sample, index))
+
+    def _enhance(self, todo: list[tuple[Sample, int]]) -> list[tuple[np.ndarray, int] | Exception]:
+        if not getattr(self.enhancer, "text_conditioned", False):
+            return restore_batch(self.enhancer, [s.audio[i] for s, i in todo], self.cfg)
+        return [self._enhance_with_text(sample, *sample.audio[index]) for sample, index in todo]
+
+    def _enhance_with_text(self, sample: Sample, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int] | Exception:
+        """A text-conditioned export (Miipher-1): the sample's ``.txt`` member, else ``transcripts=``."""
+        try:
+            text = sample_text(sample) or self._transcripts().text(sample.key, wave, sr)
+        except RestorekitError as exc:  # no transcript: this sample's failure, not the run's
+            return exc
+        return restore_batch(self.enhancer.with_text(text), [(wave, sr)], self.cfg)[0]
+
+    def _transcripts(self):
+        if self.texts is None:
+            from restorekit.inference_text import TranscriptSource
+
+            self.texts = TranscriptSource(self.cfg.get("transcripts"))
+        return self.texts
 
     @staticmethod
     def _encode(sample: Sample, index: int, out: tuple[np.ndarray, int] | Exception) -> str | None:

@@ -173,3 +173,32 @@ def test_shard_inputs_are_recognised_and_checked(tmp_path, monkeypatch) -> None:
         restore(str(tmp_path / "shards" / "shard-{000000..000002}.tar"), tmp_path / "o", monkeypatch)
     with pytest.raises(ConfigError, match="output shard .*shard-000000.tar would overwrite input shard"):
         restore(str(listing), tmp_path / "shards", monkeypatch)
+
+
+class TextScaler(Halver):
+    """A stand-in text-conditioned export: scales its input by len(text) / 100."""
+
+    text_conditioned = True
+
+    def with_text(self, text):
+        scaler = Halver()
+        scaler.enhance_batch = lambda items: [(w * np.float32(len(text) / 100), s) for w, s in items]
+        return scaler
+
+
+def test_a_text_conditioned_export_reads_each_samples_txt_member(tmp_path, monkeypatch) -> None:
+    """Miipher-1 on shards: s0 restored with its .txt ('words of spk1/s0', 16 characters); s1 has no
+    .txt and no transcripts= was given, so it fails alone with the message saying what to pass.
+
+    Catches: the .txt member ignored, a missing transcript ending the run.
+    """
+    waves = make_shards(tmp_path / "shards")
+    monkeypatch.setattr("restorekit.inference.build_enhancer", lambda cfg: TextScaler())
+    out = tmp_path / "out"
+    assert main(["enhancer=identity", f"input={tmp_path / 'shards' / 'shard-000000.tar'}", f"output_dir={out}"]) == 1
+    records = {f["input"].rsplit(":", 1)[1]: f for f in json.loads((out / "inference_summary.json").read_text())["files"]}
+    assert records["spk1/s0.wav"]["status"] == "done"
+    assert records["spk1/s1.flac"]["status"] == "failed"
+    assert records["spk1/s1.flac"]["reason"].startswith("ConfigError: this export (a Miipher-1 restorer) reads the")
+    (restored,) = [data for name, data in members(out / "shard-000000.tar") if name == "spk1/s0.wav"]
+    np.testing.assert_allclose(sf.read(io.BytesIO(restored), dtype="float32")[0], 0.16 * waves["spk1/s0"], atol=1e-4)
