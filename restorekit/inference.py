@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from restorekit.errors import ConfigError, DataError, RestorekitError, one_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 SUMMARY_NAME = "inference_summary.json"
+GATHER_TIMEOUT = timedelta(days=7)  # how long a finished rank waits for the others (see gather)
 DEFAULTS = {
     "exp": {"ckpt_dir": None, "device": "auto"},
     "enhancer": {"name": None, "args": {}},
@@ -474,7 +476,9 @@ def gather(summary: Summary, world: int) -> Summary:
         return summary
     import torch.distributed as dist
 
-    dist.init_process_group(backend="gloo")
+    # Ranks meet only here, and on a corpus one may finish hours before the last: torch's default
+    # 30-minute timeout would end the early ones (and torchrun the whole run) while others still work.
+    dist.init_process_group(backend="gloo", timeout=GATHER_TIMEOUT)
     try:
         parts: list[Summary | None] = [None] * world
         dist.all_gather_object(parts, summary)

@@ -73,3 +73,26 @@ def test_a_killed_torchrun_restoration_reruns_only_the_missing_files(tmp_path: P
     assert {n: (out / n).stat().st_mtime_ns for n in written} == written  # not rewritten
     assert "[rank 1/2] 2 done, 2 skipped, 0 failed" in second.stdout
     assert second.stdout.count(f"inference: {8 - len(written)} done, {len(written)} skipped, 0 failed") == 1
+
+
+def test_a_rank_that_finishes_early_waits_days_not_minutes_at_the_gather(monkeypatch) -> None:
+    """The one meeting of the ranks (gather) waits at least a day, and merges every rank's records.
+
+    Catches: torch's default 30-minute timeout, which on a corpus ends a rank that finished first
+    (and with it the whole torchrun) while the others are still restoring.
+    """
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from restorekit.inference import Record, Summary, gather
+
+    seen: dict = {}
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: None)
+    other = Summary([Record("a.wav", "out/a.wav", "done")], [{"file": "a", "flag": 1}])
+    monkeypatch.setattr(dist, "all_gather_object", lambda parts, mine: parts.__setitem__(slice(None), [mine, other]))
+    merged = gather(Summary([Record("b.wav", "out/b.wav", "skipped")]), world=2)
+    assert seen["backend"] == "gloo" and seen["timeout"] >= timedelta(days=1)
+    assert [r.input for r in merged.records] == ["a.wav", "b.wav"] and merged.flagged() == 1
