@@ -6,7 +6,11 @@ what to install, not a ModuleNotFoundError from deep inside a metric or a baseli
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import sys
+import types
+import warnings
 from collections.abc import Sequence
 
 from restorekit.errors import ConfigError
@@ -36,3 +40,23 @@ def check_installed(modules: Sequence[str], who: str) -> None:
     packages = " ".join(EXTRAS.get(m, ("", m))[1] for m in absent)
     how = f"pip install 'restorekit[{','.join(extras)}]'" if extras else f"pip install {packages}"
     raise ConfigError(f"{who} needs {', '.join(absent)}, which is not installed: {how} (or pip install {packages})")
+
+
+def import_resemblyzer():
+    """Import resemblyzer, giving webrtcvad the one pkg_resources call it makes if needed.
+
+    webrtcvad 2.0.10 (a resemblyzer dependency) does ``import pkg_resources`` only to read its
+    own version, and setuptools >= 81 no longer ships pkg_resources. Where it is missing we
+    register a stand-in answering that one call from importlib.metadata; nothing else uses it.
+    """
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        shim = types.ModuleType("pkg_resources")
+        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
+        sys.modules["pkg_resources"] = shim
+    with warnings.catch_warnings():  # its scipy.ndimage.morphology import is deprecated, not ours to fix
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="resemblyzer")
+        import resemblyzer
+
+    return resemblyzer

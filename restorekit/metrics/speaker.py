@@ -4,35 +4,11 @@ resemblyzer ships its GE2E encoder weights in the wheel, so this runs offline.
 """
 from __future__ import annotations
 
-import importlib.metadata
-import sys
-import types
-import warnings
-
 import numpy as np
 
 from restorekit.metrics import METRICS
 from restorekit.metrics.base import Metric, MetricFailure, is_silent
-
-
-def _import_resemblyzer():
-    """Import resemblyzer, giving webrtcvad the one pkg_resources call it makes if needed.
-
-    webrtcvad 2.0.10 (a resemblyzer dependency) does ``import pkg_resources`` only to read its
-    own version, and setuptools >= 81 no longer ships pkg_resources. Where it is missing we
-    register a stand-in answering that one call from importlib.metadata; nothing else uses it.
-    """
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        shim = types.ModuleType("pkg_resources")
-        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
-        sys.modules["pkg_resources"] = shim
-    with warnings.catch_warnings():  # its scipy.ndimage.morphology import is deprecated, not ours to fix
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="resemblyzer")
-        import resemblyzer
-
-    return resemblyzer
+from restorekit.optional import import_resemblyzer
 
 
 @METRICS.register("speaker_similarity")
@@ -46,7 +22,7 @@ class SpeakerSimilarity(Metric):
     keys = ("speaker_similarity",)
 
     def __init__(self) -> None:
-        resemblyzer = _import_resemblyzer()
+        resemblyzer = import_resemblyzer()
         self._preprocess = resemblyzer.preprocess_wav
         self.encoder = resemblyzer.VoiceEncoder(device="cpu", verbose=False)
 

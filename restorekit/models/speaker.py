@@ -81,9 +81,9 @@ class ResemblyzerEncoder(SpeakerEncoder):
 
     def __init__(self) -> None:
         super().__init__()
-        from restorekit.metrics.speaker import _import_resemblyzer
+        from restorekit.optional import import_resemblyzer
 
-        self.encoder = _import_resemblyzer().VoiceEncoder(device="cpu", verbose=False)
+        self.encoder = import_resemblyzer().VoiceEncoder(device="cpu", verbose=False)
         self.dim = int(self.encoder.linear.out_features)
         self.freeze()
 
