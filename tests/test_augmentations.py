@@ -53,7 +53,19 @@ def write_rir_dir(root: Path, sr: int = 32000, delay: int = 300, channels: int =
 @pytest.fixture(scope="module")
 def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("augdata")
-    return {"noise": str(write_noise_dir(root / "noises")), "rir": str(write_rir_dir(root / "rirs"))}
+    return {"noise": str(write_noise_dir(root / "noises")), "rir": str(write_rir_dir(root / "rirs")),
+            "mimi": str(tiny_mimi_folder(root / "mimi"))}
+
+
+def tiny_mimi_folder(folder: Path) -> Path:
+    """A tiny random Mimi in transformers' MimiModel layout (neural_codec's model; no download)."""
+    import torch
+
+    from restorekit.models import MODELS
+    from tests.test_mimi_training import TINY_CODEC
+
+    torch.manual_seed(0)
+    return MODELS.build({"name": "mimi", "args": TINY_CODEC}, where="models.codec").save_pretrained(folder)
 
 
 def example_args(name: str, dirs: dict[str, str]) -> dict:
@@ -65,6 +77,7 @@ def example_args(name: str, dirs: dict[str, str]) -> dict:
         "noise": {"dirs": [dirs["noise"]], "snr_db": [5, 30]},
         "reverb": {"dirs": [dirs["rir"]]},
         "room_reverb": {"rt60": [0.2, 0.4], "pool_size": 2},
+        "neural_codec": {"model": dirs["mimi"], "n_q": [1, 4]},
     }
     return examples.get(name, {})
 

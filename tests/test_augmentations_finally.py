@@ -364,7 +364,8 @@ def test_finally_recipe_follows_the_framework(synthetic_folders: list[str]) -> N
     chain, _ = build_chain(str(RECIPE), synthetic_folders)
     ops = [(op.name, op.p) for op in chain.ops]
     assert ops == [("noise", 1.0), ("reverb", 1.0), ("reverb", 0.8), ("bitcrush", 0.25), ("crystalizer", 0.4),
-                   ("vibrato", 0.15), ("flanger", 0.15), ("codec", 0.45)]
+                   ("vibrato", 0.15), ("flanger", 0.15), ("codec", 0.45),
+                   ("neural_codec", 0.0)]  # restorekit's option (issue 15), off by default
     aug = [op.aug for op in chain.ops]
     assert aug[0].snr_db == (10.0, 20.0) and aug[1].normalize_ir == aug[2].normalize_ir == "peak"
     assert aug[3].bits == (1.0, 9.0) and aug[3].wet == (0.5, 0.5) and aug[4].intensity == (1.0, 4.0)

@@ -27,6 +27,10 @@ def _example_inputs(name: str) -> tuple:
         return maps(), maps()
     if name == "miipher_feature_loss":
         return torch.randn(2, 6, 8, generator=g, requires_grad=True), torch.randn(2, 6, 8, generator=g)
+    if name == "semantic_distillation":  # projected codec frames (12.5 Hz) vs teacher features (50 Hz)
+        return torch.randn(2, 5, 8, generator=g, requires_grad=True), torch.randn(2, 20, 8, generator=g)
+    if name == "commitment":  # the codec's scalar term
+        return torch.rand((), generator=g).requires_grad_(True), None
     return torch.randn(2, 2048, generator=g, requires_grad=True), torch.randn(2, 2048, generator=g)
 
 

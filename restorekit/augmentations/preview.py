@@ -2,7 +2,8 @@
 
     python -m restorekit.augmentations.preview CONFIG INPUT.wav OUT_DIR [key=value ...] [--seed N]
 
-Writes ``00_clean``, one ``NN_<op>`` per op of the chain (that op alone, always applied),
+Writes ``00_clean``, one ``NN_<op>`` per op of the chain (that op alone, always applied; ops
+with ``p: 0`` are off and skipped),
 and ``chain`` (the whole chain, as training would draw it for ``--seed``), each as a WAV and
 a spectrogram PNG, plus ``params.json`` with what each one drew. ``key=value`` overrides
 are applied to CONFIG first, e.g. ``data.noise_dirs=[/data/noise]``.
@@ -92,6 +93,8 @@ def preview(config: str, input_path: str, out_dir: str, overrides: Sequence[str]
     write_pair(out, "00_clean", wave, sr, "clean")
     drawn: dict[str, Any] = {}
     for i, op in enumerate(chain.ops, start=1):
+        if op.p == 0:  # switched off in this config (e.g. neural_codec, whose weights may be absent)
+            continue
         degraded, params = run_op(op.aug, op.name, op.where, wave, sr, sample_rng(seed, 0, i))
         stem = f"{i:02d}_{op.name}"
         write_pair(out, stem, degraded, sr, f"{op.name} {_short(params)}")
