@@ -136,15 +136,38 @@ class UBlock(nn.Module):
         self.c1, self.c2 = _conv(cin, cout), _conv(cout, cout, dilation=2)
         self.c3, self.c4 = _conv(cout, cout, dilation=4), _conv(cout, cout, dilation=8)
 
-    def forward(self, x: torch.Tensor, film: tuple | None, valid: ValidMask | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, film: tuple | None, valid: ValidMask | None = None,
+                polyphase: bool = False) -> torch.Tensor:
+        """``polyphase`` (inference): ``c1`` at the input rate, same sums rounded differently."""
         x = _mask(valid, x)
-        up = _upsample(x, self.factor)
-        h = conv_any(self.c1, F.leaky_relu(up, 0.2))
+        if not polyphase or self.factor < 2:
+            h = conv_any(self.c1, F.leaky_relu(_upsample(x, self.factor), 0.2))
+        else:
+            h = self._c1_polyphase(F.leaky_relu(x, 0.2))
         # The 1x1 skip commutes with nearest upsampling: run it at the input rate (factor x fewer MACs).
         h = conv_any(self.c2, _mask(valid, F.leaky_relu(_modulate(h, film), 0.2))) + _upsample(
             conv_any(self.skip, x), self.factor)
         h2 = conv_any(self.c3, _mask(valid, F.leaky_relu(_modulate(h, film), 0.2)))
         return h + conv_any(self.c4, _mask(valid, F.leaky_relu(_modulate(h2, film), 0.2)))
+
+    def _c1_polyphase(self, x: torch.Tensor) -> torch.Tensor:
+        """``c1`` (3 taps) of ``x`` (B, C, 1, L) upsampled x factor by repetition, computed at the input rate.
+
+        Output phase r of input step j reads x[j-1], x[j], x[j+1] through taps w0, w1, w2; inside a
+        run of repeats all three see x[j], so phases 0 < r < factor-1 are (w0+w1+w2) x[j], phase 0
+        is w0 x[j-1] + (w1+w2) x[j] and the last is (w0+w1) x[j] + w2 x[j+1]: 5 taps per input step
+        instead of 3 x factor (the same sums, rounded differently). Written by hand: no library
+        fuses nearest upsampling into a convolution.
+        """
+        conv, w, b = F.conv1d, self.c1.weight, self.c1.bias  # (C_out, C_in, 3)
+        if x.ndim == 4:
+            conv, w = F.conv2d, w.unsqueeze(2)
+        w0, w1, w2 = w[..., 0:1], w[..., 1:2], w[..., 2:3]
+        first = conv(F.pad(x, (1, 0)), torch.cat([w0, w1 + w2], -1), b)
+        last = conv(F.pad(x, (0, 1)), torch.cat([w0 + w1, w2], -1), b)
+        phases = [first] + [conv(x, w0 + w1 + w2, b)] * (self.factor - 2) + [last]
+        out = torch.stack(phases, dim=-1).flatten(-2)  # (B, C_out, [1,] L * factor)
+        return out if x.ndim == 3 else out.contiguous(memory_format=torch.channels_last)
 
 
 class DBlock(nn.Module):
@@ -191,9 +214,12 @@ class WaveFit(nn.Module):
     ``infer_batch`` takes items of unequal length in one padded, masked batch.
     """
 
-    # Inference in the channels-last (B, C, 1, L) layout: same weights, same output within float
-    # rounding (max abs difference ~1e-6 at full size), faster on CPU (benchmarks/README.md).
+    # Inference (infer, infer_batch): the first conv of each UBlock at its input rate (polyphase)
+    # and, with channels_last, the (B, C, 1, L) layout. Same weights, same output within float
+    # rounding (max abs difference ~1e-6 at full size); False runs forward() itself. Speed:
+    # benchmarks/README.md.
     fast_inference: bool = True
+    channels_last: bool = True
 
     def __init__(
         self,
@@ -276,7 +302,8 @@ class WaveFit(nn.Module):
             return F.interpolate(c, size=frames * k, mode="linear", align_corners=False)
         return self.pre_up(c)[..., : frames * k]
 
-    def generator(self, y: torch.Tensor, cond: torch.Tensor, t: int, valid: ValidMask | None = None) -> torch.Tensor:
+    def generator(self, y: torch.Tensor, cond: torch.Tensor, t: int, valid: ValidMask | None = None,
+                  polyphase: bool = False) -> torch.Tensor:
         """One WaveGrad-base pass: noisy wave (B, samples) -> estimated noise component (B, samples).
 
         ``cond`` is (B, C, frames) or, for the channels-last inference layout, (B, C, 1, frames);
@@ -291,7 +318,7 @@ class WaveFit(nn.Module):
             films[len(self.factors) - 1 - j] = None if no_film else self.films[j](h, t, valid)
         x = cond
         for block, film in zip(self.ublocks, films):
-            x = block(x, film, valid)
+            x = block(x, film, valid, polyphase)
         return conv_any(self.out, _mask(valid, x)).reshape(y.shape)
 
     def target_power(self, features: torch.Tensor) -> torch.Tensor:
@@ -385,11 +412,12 @@ class WaveFit(nn.Module):
         """The T inference iterations from y_T (B, samples), conditioning (B, C, frames * pre_upsample)
         and power (B, 1): the final waveform (B, samples), float32. No host synchronisation inside
         (no .item(), no data-dependent Python branch), so CUDA queues all T passes at once."""
-        cond = cond[:, :, None].contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            cond = cond[:, :, None].contiguous(memory_format=torch.channels_last)
         keep = None if valid is None else (torch.arange(y.shape[-1], device=y.device)[None]
                                            < valid.length(y.shape[-1])[:, None]).float()
         for t in reversed(range(self.iterations)):
-            z = y - self.generator(y, cond, t, valid).float()
+            z = y - self.generator(y, cond, t, valid, polyphase=True).float()
             y = self.gain(z, power) if keep is None else self._masked_gain(z, power, keep)
         return y
 
