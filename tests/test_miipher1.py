@@ -174,3 +174,30 @@ def test_miipher1_restorer_needs_the_transcript():
     out, sr = restorer.restore(wave, 16000, text="Bring two pencils.")
     assert restorer.text_conditioned and sr == 24000 and out.shape == (12000,)
     assert restorer.feature_cleaner._transcript is None  # the transcript does not outlive the call
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3", "quickstart/stage1", "quickstart/stage3"])
+def test_miipher1_configs_resolve_to_registered_components(stage):
+    from omegaconf import OmegaConf
+
+    from restorekit.config import load_config
+    from test_recipes_configs import check_components, check_node
+    from tests_helpers import REPO
+
+    folders = ["data.train_dirs=[/d/train]", "data.valid_dirs=[/d/valid]", "data.noise_dirs=[/d/noise]",
+               "models.feature_cleaner.args.text_encoder.args.pretrained=/d/plbert"]
+    cfg = load_config([f"exp.config_path={REPO}/configs/miipher1/{stage}.yaml",
+                       *(folders if "quickstart" not in stage else [])])
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    check_components(plain)
+    cleaner = plain["models"]["feature_cleaner"]
+    for key in ("encoder", "text_encoder", "speaker_encoder"):
+        check_node(MODELS, cleaner["args"][key], f"models.feature_cleaner.args.{key}")
+    assert cleaner["name"] == "miipher1_cleaner" and plain["models"]["vocoder"]["args"]["feature_dim"] == (
+        64 if "quickstart" in stage else 1024)
+    if stage.endswith(("stage1", "stage3")):  # the stages that run the cleaner read whole utterances' phonemes
+        assert plain["data"]["train"]["args"]["phonemes"] and plain["data"]["train"]["args"]["segment_seconds"] is None
+    if stage == "stage1":
+        assert cleaner["args"]["encoder"]["args"]["layer"] == 8 and cleaner["args"]["text_encoder"]["name"] == "plbert"
+        assert plain["trainer"]["args"]["optimizers"]["generator"]["args"]["lr"] == 2e-5
+        assert plain["losses"]["feature_cleaner"][0]["args"]["spectral_convergence"] == "squared"
