@@ -19,7 +19,8 @@ TINY = {"n_filters": 4, "dimension": 16, "transformer_layers": 2, "heads": 2, "f
         "n_q": 4, "codebook_size": 16, "codebook_dim": 8}
 HF_TINY = dict(hidden_size=16, num_filters=4, num_hidden_layers=2, intermediate_size=32, num_attention_heads=2,
                num_key_value_heads=2, codebook_size=16, codebook_dim=8, vector_quantization_hidden_dimension=8,
-               num_quantizers=4, upsample_groups=16, sliding_window=3)
+               num_quantizers=4, upsample_groups=16, sliding_window=3,
+               layer_scale_initial_scale=0.5)  # strong attention, and a scale that must be applied
 
 
 def tiny(**kw) -> Mimi:
@@ -103,6 +104,7 @@ def test_transformers_mimi_weights_load_give_its_codes_and_audio_and_save_back(t
     assert ours.n_q == 4 and ours.hop == 1920
     with torch.no_grad():
         ref_codes, ref_audio = _hf_codes_audio(hf, wave)
+        torch.testing.assert_close(ours.encode_latent(wave), hf.encoder(wave[:, None]).latents, atol=1e-5, rtol=1e-5)
         assert ours.encode(wave).equal(ref_codes)
         torch.testing.assert_close(ours.decode(ref_codes), ref_audio, atol=1e-5, rtol=1e-5)
         ours.save_pretrained(tmp_path / "ours")
