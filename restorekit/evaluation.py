@@ -19,6 +19,7 @@ dataset classes because scoring needs file paths, not training items. Everything
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,6 +93,7 @@ def run_enhancer(label: str, node: Any, inputs: dict[str, Path], out_dir: Path,
     from restorekit.enhancers import ENHANCERS
 
     enhancer = ENHANCERS.build(node, where=f"enhancers.{label}")
+    write_enhancer_info(enhancer, out_dir)
     outputs = {}
     for name, path in inputs.items():
         out = out_dir / f"{name}.wav"
@@ -112,6 +114,25 @@ def run_enhancer(label: str, node: Any, inputs: dict[str, Path], out_dir: Path,
             continue
         save(out, enhanced, sr_out)
     return outputs
+
+
+INFO_FILE = "enhancer_info.json"
+
+
+def write_enhancer_info(enhancer: Any, out_dir: Path) -> None:
+    """An enhancer's ``info`` (e.g. a codec's bitrate) beside its outputs, for the report."""
+    info = getattr(enhancer, "info", None)
+    if info:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / INFO_FILE).write_text(json.dumps(info, default=str), encoding="utf-8")
+
+
+def add_enhancer_info(summary: dict[str, Any], out_dir: Path) -> None:
+    """Each enhancer's ``info`` into ``summary["systems"][label]["info"]`` (the report shows it)."""
+    for label, system in summary.get("systems", {}).items():
+        path = out_dir / "outputs" / label / INFO_FILE
+        if path.is_file():
+            system["info"] = json.loads(path.read_text(encoding="utf-8"))
 
 
 def plan_jobs(cfg: DictConfig, out_dir: Path) -> list:
@@ -174,6 +195,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_results(results, keys, report_dir)
     summary = summarize(results, keys, key_labels(suite.nodes))
     summary["lower_is_better"] = sorted(suite.lower_is_better())
+    add_enhancer_info(summary, out_dir)
     write_summary(summary, report_dir)
     report = to_plain(cfg.get("report")) or {}
     if report.get("html", True):

@@ -55,7 +55,8 @@ def summary_table(summary: dict[str, Any], keys: Sequence[str]) -> str:
             f'<td class="{"best" if best.get(k) == system else ""}">{html.escape(format_stat(s["metrics"][k]))}</td>'
             for k in keys
         )
-        rows.append(f'<tr class="system"><td>{html.escape(system)}</td><td>{s["files"]}</td>{cells}</tr>')
+        info = "".join(f"<br><small>{html.escape(f'{k}: {v}')}</small>" for k, v in (s.get("info") or {}).items())
+        rows.append(f'<tr class="system"><td>{html.escape(system)}{info}</td><td>{s["files"]}</td>{cells}</tr>')
     return f'<table id="summary"><thead><tr><th>system</th><th>files</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 

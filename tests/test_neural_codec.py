@@ -1,6 +1,7 @@
 """neural_codec degradation and mimi_resynthesis enhancer with a tiny Mimi saved to tmp_path (no download)."""
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -134,3 +135,18 @@ def test_mimi_resynthesis_enhancer_round_trips_and_reports_its_bitrate(tiny_mimi
     with pytest.raises(ConfigError, match=r"mimi_resynthesis: n_q=5 is out of range"):
         enh_bad = ENHANCERS.build({"name": "mimi_resynthesis", "args": {"model": str(folder), "n_q": 5}}, where="e")
         enh_bad(wave, 16000)
+
+
+def test_evaluation_report_states_the_codec_bitrate(tiny_mimi, tmp_path):
+    """evaluate.py with a mimi_resynthesis enhancer: the summary and the HTML table carry its bitrate."""
+    from restorekit.evaluation import main
+    from tests.test_evaluate import args, make_set
+
+    d = make_set(tmp_path, n=2)
+    enhancer = f"enhancers={{codec: {{name: mimi_resynthesis, args: {{model: '{tiny_mimi[0]}', n_q: 3}}}}}}"
+    assert main(args("compare_baselines.yaml", tmp_path / "ev", f"data.inputs={d['noisy']}",
+                     f"data.references={d['clean']}", "metrics=[{name: si_sdr}]", "suite.workers=1",
+                     "report.examples=0", enhancer)) == 0
+    summary = json.loads((tmp_path / "ev" / "report" / "summary.json").read_text())
+    assert summary["systems"]["codec"]["info"] == {"codec": str(tiny_mimi[0]), "n_q": 3, "bitrate_kbps": 0.15}
+    assert "bitrate_kbps: 0.15" in (tmp_path / "ev" / "report" / "report.html").read_text()
