@@ -7,6 +7,15 @@ audio seconds) and its peak resident memory. Separate processes because peak RSS
     python benchmarks/inference.py                       # quickstart + full-size w2v-BERT, 10/60/300 s
     python benchmarks/inference.py --configs miipher2_gemma3n_audio --durations 10
     python benchmarks/inference.py --configs quickstart --durations 10 60 --threads 1
+
+``--batched`` instead compares, side by side in one run, per config: files/s and x real time of
+``restore`` one file at a time (batch 1) and of ``restore_batch`` (``--batch-size``, 8) on the same
+``--files`` synthetic files of mixed lengths around ``--seconds``, the max abs difference between
+the two, and with ``--before REV`` the same batch-1 restoration by the code at git revision REV (a
+temporary worktree; the model is built from the same seed, so weights are equal) with its RTF and
+the max abs difference from it (equal output):
+
+    python benchmarks/inference.py --batched --before 8ad7dfc --files 8 --seconds 1 --threads 1
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +71,99 @@ def worker(config: str, seconds: float, threads: int, chunk_seconds: float) -> d
             "parameters": sum(p.numel() for p in restorer.parameters())}
 
 
+def _files(n: int, seconds: float, sr: int = 16000) -> list:
+    """``n`` speech-like test signals, lengths spread over 0.6-1.4 x ``seconds`` (mixed, as a corpus is)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    waves = []
+    for i in range(n):
+        t = np.arange(int(seconds * sr * (0.6 + 0.8 * i / max(n - 1, 1)))) / sr
+        waves.append((0.3 * np.sin(2 * np.pi * (150 + 20 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+                      + 0.03 * rng.standard_normal(len(t))).astype(np.float32))
+    return waves
+
+
+def batched_worker(config: str, files: int, seconds: float, threads: int, batch_size: int, out: str) -> dict:
+    """Batch 1 vs ``batch_size`` with the restorekit found on PYTHONPATH; batch-1 outputs saved to ``out``."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    import restorekit
+    from restorekit.config import apply_overrides, load_yaml
+    from restorekit.models.miipher2 import Miipher2
+
+    path, overrides = CONFIGS[config]
+    cfg = apply_overrides(load_yaml(REPO / path), overrides)
+    torch.manual_seed(0)
+    restorer = Miipher2(cfg.models.feature_cleaner, cfg.models.vocoder)
+    waves, sr = _files(files, seconds), 16000
+    audio = sum(len(w) for w in waves) / sr
+    report = {"config": config, "code": str(Path(restorekit.__file__).parents[1]), "files": files,
+              "audio_seconds": round(audio, 2), "threads": threads}
+    modes = {"batch_1": lambda: [restorer.restore(w, sr) for w in waves]}
+    if hasattr(restorer, "restore_batch"):
+        modes[f"batch_{batch_size}"] = lambda: restorer.restore_batch(waves, sr, batch_size=batch_size)
+    restorer.restore(waves[0][: sr // 4], sr)  # warm-up (oneDNN primitives), not timed
+    outputs = {}
+    for name, restore in modes.items():
+        wall, cpu = time.perf_counter(), time.process_time()
+        outputs[name] = [y for y, _ in restore()]
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        report[name] = {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "files_per_s": round(files / wall, 4),
+                        "x_real_time": round(audio / wall, 4), "rtf": round(wall / audio, 4)}
+    if len(outputs) > 1:
+        report["max_abs_diff_batched_vs_single"] = float(max(
+            np.abs(a - b).max() for a, b in zip(outputs["batch_1"], outputs[f"batch_{batch_size}"])))
+    np.savez(out, *outputs["batch_1"])
+    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return report
+
+
+def run_batched(configs: list[str], files: int, seconds: float, threads: int, batch_size: int,
+                before: str | None) -> dict:
+    """Per config: this tree's batch 1 vs batch N, and (``before``) the code at that revision's batch 1."""
+    import numpy as np
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rk_bench_batched_") as tmp:
+        trees = {"after": REPO}
+        if before:
+            trees["before"] = Path(tmp) / "before"
+            subprocess.run(["git", "worktree", "add", "--detach", str(trees["before"]), before], cwd=REPO,
+                           check=True, capture_output=True)
+        try:
+            for config in configs:
+                row = {}
+                for name, tree in trees.items():
+                    out = f"{tmp}/{config}_{name}.npz"
+                    cmd = [sys.executable, __file__, "--batched-worker", config, str(files), str(seconds),
+                           str(threads), str(batch_size), out]
+                    row[name] = _run(cmd, tree)
+                if "before" in row and "error" not in row["before"] and "error" not in row["after"]:
+                    old, new = np.load(f"{tmp}/{config}_before.npz"), np.load(f"{tmp}/{config}_after.npz")
+                    row["max_abs_diff_after_vs_before"] = float(max(np.abs(old[k] - new[k]).max() for k in old))
+                    row["speedup_batch_1"] = round(row["before"]["batch_1"]["seconds"]
+                                                   / row["after"]["batch_1"]["seconds"], 3)
+                    best = row["after"][f"batch_{batch_size}"]["seconds"]
+                    row[f"speedup_batch_{batch_size}_vs_before"] = round(row["before"]["batch_1"]["seconds"] / best, 3)
+                results.append({"config": config, **row})
+        finally:
+            if before:
+                subprocess.run(["git", "worktree", "remove", "--force", str(trees["before"])], cwd=REPO,
+                               capture_output=True, check=False)
+    return {"before_rev": before, "results": results}
+
+
+def _run(cmd: list[str], tree: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-3:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_worker(config: str, seconds: float, threads: int, chunk: float) -> dict:
     cmd = [sys.executable, __file__, "--worker", config, str(seconds), str(threads), str(chunk)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -76,8 +179,24 @@ def main() -> None:
     parser.add_argument("--durations", nargs="+", type=float, default=[10.0, 60.0, 300.0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    parser.add_argument("--batched", action="store_true", help="batch 1 vs --batch-size, and --before REV")
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0, help="mean file length for --batched")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--before", default=None, help="git revision to compare with (--batched)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--batched-worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batched_worker:
+        c, n, s, t, b, out = args.batched_worker
+        print(json.dumps(batched_worker(c, int(n), float(s), int(t), int(b), out)))
+        return
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
+               "load_average_1min": round(os.getloadavg()[0], 2)}
+    if args.batched:
+        report = run_batched(args.configs, args.files, args.seconds, args.threads, args.batch_size, args.before)
+        print(json.dumps({"machine": machine, **report}, indent=2))
+        return
     if args.worker:
         c, s, t, ch = args.worker
         print(json.dumps(worker(c, float(s), int(t), float(ch))))
