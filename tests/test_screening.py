@@ -1,7 +1,7 @@
 """screening: each restoration scored beside its input, flagged by thresholds, screening.csv merged on reruns.
 
-The threshold logic runs on stand-in metrics (fast); one test runs the real DNSMOS, resemblyzer
-and pocketsphinx on eSpeak speech through the command line, with an enhancer that adds noise.
+The threshold logic runs on stand-in metrics (fast); one test runs the real resemblyzer on eSpeak
+speech through the command line, with an enhancer that adds noise.
 """
 from __future__ import annotations
 
@@ -136,11 +136,13 @@ class NoiseAt16k:
         return [(w + (0.1 * rng.standard_normal(len(w))).astype(np.float32) if s == SR else w, s) for w, s in items]
 
 
-@pytest.mark.slow  # the real DNSMOS, resemblyzer and pocketsphinx on 2 s of speech: 40 s of CPU on a loaded machine
+@pytest.mark.slow  # resemblyzer with its librosa/scipy imports: 13 s on the loaded shared cores (4 s of it the model)
 def test_screening_flags_a_file_made_worse_and_not_its_clean_twin(tmp_path, monkeypatch, capsys) -> None:
-    """One eSpeak utterance twice: at 22.05 kHz (passed through unchanged) and at 16 kHz (noise added).
-    screening.csv flags the noisy one (DNSMOS fell, similarity < 0.8, WER rose), not its twin; the
-    summary counts one flagged file.
+    """One eSpeak utterance twice: at 22.05 kHz (passed through unchanged) and at 16 kHz (noise added),
+    screened with the real resemblyzer: screening.csv flags the noisy one (similarity < 0.8), not its
+    twin, and the summary counts one flagged file. (The real DNSMOS costs ~10 s of CPU per call on
+    the shared cores and pocketsphinx seconds; their threshold logic is tested above, the metrics
+    themselves in test_metrics, and the keys screening reads are checked below.)
 
     Catches: screening the input against itself, the output's rate ignored, flags not counted.
     """
@@ -153,15 +155,22 @@ def test_screening_flags_a_file_made_worse_and_not_its_clean_twin(tmp_path, monk
     sf.write(inputs / "noisy_twin.wav", audio.resample(wave, sr, SR), SR, subtype="FLOAT")
     monkeypatch.setattr("restorekit.inference.build_enhancer", lambda cfg: NoiseAt16k())
     out = tmp_path / "out"
-    assert main(["enhancer=identity", f"input={inputs}", f"output_dir={out}",
-                 "screen=[dnsmos,speaker_similarity,wer]"]) == 0
+    assert main(["enhancer=identity", f"input={inputs}", f"output_dir={out}", "screen=[speaker_similarity]"]) == 0
     with (out / "screening.csv").open(newline="") as fh:
         rows = {r["file"]: r for r in csv.DictReader(fh)}
     clean, noisy = rows["clean_twin"], rows["noisy_twin"]
-    assert (clean["flag"], clean["reasons"], clean["dnsmos_delta"], clean["wer_delta"]) == ("0", "", "0.0", "0.0")
-    assert float(clean["speaker_similarity"]) > 0.99
-    assert noisy["flag"] == "1" and float(noisy["dnsmos_delta"]) < -0.3
-    assert float(noisy["speaker_similarity"]) < 0.8 and float(noisy["wer_delta"]) > 0
-    assert [r.split(" ")[0] for r in noisy["reasons"].split("; ")] == ["dnsmos", "speaker", "wer"]
+    assert (clean["flag"], clean["reasons"]) == ("0", "") and float(clean["speaker_similarity"]) > 0.99
+    assert noisy["flag"] == "1" and float(noisy["speaker_similarity"]) < 0.8
+    assert noisy["reasons"].startswith("speaker similarity 0.")
     assert json.loads((out / "inference_summary.json").read_text())["flagged"] == 1
     assert "inference: 2 done, 0 skipped, 0 failed, 1 flagged;" in capsys.readouterr().out
+
+
+def test_the_metric_values_screening_reads_exist() -> None:
+    """The keys and attributes screening takes from the real metrics (without loading their models)."""
+    from restorekit.metrics.asr import Wer
+    from restorekit.metrics.nonintrusive import Dnsmos
+    from restorekit.metrics.speaker import SpeakerSimilarity
+
+    assert "dnsmos_ovrl" in Dnsmos.keys and SpeakerSimilarity.keys == ("speaker_similarity",)
+    assert Wer.keys == ("wer",) and Wer.sample_rate == 16_000 and Wer.needs_transcript
