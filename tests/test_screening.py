@@ -136,7 +136,7 @@ class NoiseAt16k:
         return [(w + (0.1 * rng.standard_normal(len(w))).astype(np.float32) if s == SR else w, s) for w, s in items]
 
 
-@pytest.mark.slow  # resemblyzer with its librosa/scipy imports: 13 s on the loaded shared cores (4 s of it the model)
+@pytest.mark.slow  # resemblyzer (and its librosa/scipy imports): 13 s wall on the loaded shared cores
 def test_screening_flags_a_file_made_worse_and_not_its_clean_twin(tmp_path, monkeypatch, capsys) -> None:
     """One eSpeak utterance twice: at 22.05 kHz (passed through unchanged) and at 16 kHz (noise added),
     screened with the real resemblyzer: screening.csv flags the noisy one (similarity < 0.8), not its
