@@ -56,6 +56,12 @@ class Restorer:
         outputs = enhance_recordings(self.enhancer, items, self.chunk_seconds, self.overlap_seconds)
         return [(fit_full_scale(out)[0], int(out_sr)) for out, out_sr in outputs]
 
+    def with_text(self, text: str) -> Restorer:
+        """This restorer for recordings that say ``text``: a Miipher-1 export reads each one's transcript."""
+        if not getattr(self.enhancer, "text_conditioned", False):
+            raise ConfigError(f"{self.source} does not read a transcript; restore without with_text")
+        return Restorer(self.enhancer.with_text(text), self.source, self.chunk_seconds, self.overlap_seconds)
+
     def restore_file(self, src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
         """Restore the audio file ``src`` into ``dst`` (format from its suffix); never overwrites ``src``."""
         src, dst = Path(src), Path(dst)

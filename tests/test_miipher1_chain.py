@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import restorekit
 from restorekit.config import load_config
+from restorekit.errors import DataError
 from restorekit.inference import main as infer
 from restorekit.trainers import TRAINERS
 from tests_helpers import REPO
@@ -68,6 +70,11 @@ def test_quickstart_stage1_learns_and_its_chain_restores_with_transcripts(tmp_pa
             f"trainer.args.init_from.discriminators={export2}"]
     export3 = _stage(QUICK / "stage3.yaml", tmp_path / "s3", *init, fast[0], "trainer.args.vocoder_segment_seconds=0.25")
     _restores_with_transcripts(export3, tmp_path, "wavefit")
+    restorer = restorekit.load(str(export3))
+    with pytest.raises(DataError, match="text-conditioned"):
+        restorer(np.zeros(8000, dtype=np.float32), 16000)
+    out, sr = restorer.with_text("Bring two pencils.")(0.1 * np.ones(8000, dtype=np.float32), 16000)
+    assert sr == 24000 and out.shape == (12000,)
 
     # the HiFi-GAN SSL vocoder by YAML alone: the fragment inherited after each vocoder stage
     for stage in ("stage2", "stage3"):
