@@ -159,8 +159,9 @@ class Mimi(nn.Module):
     SEANet rate ``sample_rate / prod(ratios)`` to ``frame_rate`` (an integer factor).
     ``context``: attention span in SEANet-rate frames (250 = 10 s). Training: ``quantizer_dropout``
     draws the acoustic levels uniformly in 1..n_q-1 per batch; ``quantize_rate`` of the sequences
-    are quantised, the rest pass their latent through the quantisers' projections unquantised. ``weight_norm`` on the SEANet convs (for
-    training; saved folded). Released weights: ``Mimi.from_pretrained('kyutai/mimi')``.
+    are quantised, the rest pass their latent through the quantisers' projections unquantised.
+    ``weight_norm`` on the SEANet convs (for training; saved folded). Released weights:
+    ``Mimi.from_pretrained('kyutai/mimi')``.
     """
 
     def __init__(self, sample_rate: int = 24000, frame_rate: float = 12.5, ratios: Sequence[int] = (8, 6, 5, 4),
