@@ -125,10 +125,10 @@ def test_codec_trainer_overfits_one_utterance(tmp_path, utterance):
 
 
 def test_distillation_trains_the_head_and_codec_not_the_teacher_and_exports_the_codec(tmp_path, utterance):
-    """Balanced adversarial terms + commitment + distillation, 2 steps: the semantic head and the codec
+    """Balanced adversarial terms + commitment + distillation, 1 step: the semantic head and the codec
     change, the teacher does not; the checkpoint holds the head; the export rebuilds the codec alone,
     with the EMA weights, and round-trips audio at 12.5 Hz."""
-    cfg = codec_cfg(tmp_path, utterance, ADVERSARIAL, CODEC_TERMS, teacher=True, ema_decay=0.5,
+    cfg = codec_cfg(tmp_path, utterance, ADVERSARIAL, CODEC_TERMS, teacher=True, ema_decay=0.5, max_steps=1,
                     balancer={"weights": {"hinge_gan": 1.0, "feature_matching": 1.0}})
     tr = MimiCodecTrainer(cfg)
     assert tr.models["semantic_head"].weight.shape == (32, 16)  # codec dimension 16 -> teacher 32
