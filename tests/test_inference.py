@@ -128,7 +128,7 @@ def test_cli_entry_point_reports_errors_in_one_line(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [(
         "error: unknown enhancers 'identiy' at enhancer.name. Did you mean 'identity'? Registered enhancers: "
-        "deepfilternet3, identity, restorekit, rnnoise, spectral_gating, webrtc_ns"
+        "deepfilternet3, identity, mimi_resynthesis, restorekit, rnnoise, spectral_gating, webrtc_ns"
     )]
     assert not (tmp_path / "o").exists()
 
