@@ -88,6 +88,28 @@ def test_stage1_loss_decreases_on_the_demo_corpus(tmp_path):
     assert all(not p.requires_grad for p in encoder.feature_extractor.parameters())
 
 
+def test_stage1_loss_leaves_the_padding_of_a_shorter_item_out(tmp_path):
+    """A batch whose second item is half as long: the feature loss is the masked one (the padded
+    frames count nowhere), not the loss over the padded tensors."""
+    from restorekit.losses import LOSSES
+
+    tr = TRAINERS.get("miipher2_feature_cleaner").from_config(stage1_cfg(tmp_path))
+    torch.manual_seed(0)
+    clean = 0.1 * torch.randn(2, 16000)
+    clean[1, 8000:] = 0
+    degraded = clean + 0.05 * torch.randn(2, 16000) * (clean != 0)
+    batch = {"clean": clean, "degraded": degraded, "sr": 16000, "lengths": torch.tensor([16000, 8000])}
+    estimate, target, frames = tr._features(batch)
+    cleaner = tr.raw("feature_cleaner")
+    assert frames.tolist() == [cleaner.num_frames(16000, 16000), cleaner.num_frames(8000, 16000)]
+    loss = LOSSES.build({"name": "miipher_feature_loss"}, where="t")
+    got = tr.valid_losses(batch)["loss/miipher_feature_loss"]
+    assert got == pytest.approx(float(loss(estimate, target, lengths=frames)), rel=1e-5)
+    assert abs(got - float(loss(estimate, target))) > 1e-3
+    unpadded = dict(batch, lengths=torch.tensor([16000, 16000]))
+    assert tr._features(unpadded)[2] is None  # nothing to mask
+
+
 def test_stage2_overfits_one_utterance(tmp_path):
     from restorekit.datasets.demo import demo_corpus_dir
 

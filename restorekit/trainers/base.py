@@ -18,6 +18,7 @@ validation with the metric suite, logging and the stage's export.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import random
 import signal
 import time
@@ -88,6 +89,7 @@ class LossTerm:
     key: str  # log key, loss/<name>
     weight: float
     fn: nn.Module
+    takes_lengths: bool = False  # forward(estimate, reference, lengths=...) masks padded frames
 
 
 @dataclass
@@ -358,7 +360,8 @@ class BaseTrainer(ABC):
             name = str(node["name"])
             seen[name] += 1
             key = f"loss/{name}" if seen[name] == 1 else f"loss/{name}_{seen[name]}"
-            terms.append(LossTerm(name, key, float(node["weight"]), fn))
+            takes_lengths = "lengths" in inspect.signature(fn.forward).parameters
+            terms.append(LossTerm(name, key, float(node["weight"]), fn, takes_lengths))
         return terms
 
     def build_balancer(self) -> Any:
@@ -499,12 +502,13 @@ class BaseTrainer(ABC):
                 for p, flag in zip(self.models[r].parameters(), states[r]):
                     p.requires_grad_(flag)
 
-    def weighted_losses(self, terms: list[LossTerm], *inputs: Any, values: dict | None = None
-                        ) -> tuple[torch.Tensor, dict[str, float]]:
+    def weighted_losses(self, terms: list[LossTerm], *inputs: Any, values: dict | None = None,
+                        lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Sum of weight x loss(*inputs) in float32; weight 0 is computed and logged only.
 
         ``values``, when given, collects ``{log key: (weight, loss tensor)}`` of the terms that
-        give a gradient (the gradient balancer needs each one apart).
+        give a gradient (the gradient balancer needs each one apart). ``lengths`` (B,): the valid
+        frames of a padded batch, passed to the losses whose ``forward`` takes ``lengths``.
         """
         inputs = tuple(_to_float(x) for x in inputs)
         total = torch.zeros((), device=self.device)
@@ -512,7 +516,7 @@ class BaseTrainer(ABC):
         with torch.autocast(device_type=self.device.type, enabled=False):
             for t in terms:
                 with torch.no_grad() if t.weight == 0 else contextlib.nullcontext():
-                    value = t.fn(*inputs)
+                    value = t.fn(*inputs, lengths=lengths) if lengths is not None and t.takes_lengths else t.fn(*inputs)
                 if t.weight != 0:
                     total = total + t.weight * value
                     if values is not None:

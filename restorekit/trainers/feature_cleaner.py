@@ -25,21 +25,27 @@ class FeatureCleanerTrainer(BaseTrainer):
     ema_role = "feature_cleaner"
     export_roles = ("feature_cleaner",)
 
-    def _features(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Cleaned features, their clean target and the valid frames per item (None: unpadded)."""
         sr, lengths = int(batch["sr"]), batch.get("lengths")
+        cleaner = self.raw("feature_cleaner")
         with self.autocast():  # one precision for both sides of the comparison
-            target = self.raw("feature_cleaner").target(batch["clean"], sr, lengths)
+            target = cleaner.target(batch["clean"], sr, lengths)
             estimate = self.model("feature_cleaner")(batch["degraded"], sr, lengths)
-        return estimate, target
+        frames = None
+        if lengths is not None and int(lengths.min()) < int(lengths.max()):  # padded: keep it out of the loss
+            frames = torch.tensor([min(cleaner.num_frames(int(n), sr), estimate.shape[1]) for n in lengths],
+                                  device=estimate.device)
+        return estimate, target, frames
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        estimate, target = self._features(batch)
-        loss, scalars = self.weighted_losses(self.losses_for("feature_cleaner"), estimate, target)
+        estimate, target, frames = self._features(batch)
+        loss, scalars = self.weighted_losses(self.losses_for("feature_cleaner"), estimate, target, lengths=frames)
         self.backward(loss, "generator")
         self.optimizer_step("generator")
         scalars["loss/total"] = float(loss.detach())
         return scalars
 
     def valid_losses(self, batch: dict[str, Any]) -> dict[str, float]:
-        estimate, target = self._features(batch)
-        return self.weighted_losses(self.losses_for("feature_cleaner"), estimate, target)[1]
+        estimate, target, frames = self._features(batch)
+        return self.weighted_losses(self.losses_for("feature_cleaner"), estimate, target, lengths=frames)[1]

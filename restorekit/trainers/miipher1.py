@@ -59,7 +59,7 @@ class Miipher1CleanerTrainer(BaseTrainer):
         """The losses summed over the outputs (the paper's objective), each term summed likewise."""
         total, scalars = torch.zeros((), device=self.device), {}
         for out in outputs:
-            loss, values = self.weighted_losses(self.losses_for("feature_cleaner"), out, target, frames)
+            loss, values = self.weighted_losses(self.losses_for("feature_cleaner"), out, target, lengths=frames)
             total = total + loss
             for k, v in values.items():
                 scalars[k] = scalars.get(k, 0.0) + v
@@ -76,5 +76,5 @@ class Miipher1CleanerTrainer(BaseTrainer):
     def valid_losses(self, batch: dict[str, Any]) -> dict[str, float]:
         outputs, target, frames = self._outputs(batch)
         total, _ = self._summed(outputs, target, frames)
-        final = self.weighted_losses(self.losses_for("feature_cleaner"), outputs[-1], target, frames)[1]
+        final = self.weighted_losses(self.losses_for("feature_cleaner"), outputs[-1], target, lengths=frames)[1]
         return {**final, "loss/all_outputs": float(total)}
