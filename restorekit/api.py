@@ -80,7 +80,8 @@ def _as_mono(wave: Any) -> np.ndarray:
 
 def load(spec: str | Path, device: str = "cpu", **kwargs: Any) -> Restorer:
     """A restorer for ``spec``: a registered enhancer name (``"deepfilternet3"``, ``"identity"``), an
-    export folder, or a Hugging Face Hub id (``"user/repo"``, from the cache when offline).
+    export folder, or a Hugging Face Hub id (``"user/repo"``, from the cache when offline). A
+    ``mimi_codec`` export gives its codec round trip (``mimi_resynthesis``; ``n_q`` in ``kwargs``).
 
     ``kwargs`` are the enhancer's arguments (``restorekit list enhancers``), e.g. ``seed`` or
     ``output_peak`` for an export; ``device`` applies to exports.
@@ -92,7 +93,10 @@ def load(spec: str | Path, device: str = "cpu", **kwargs: Any) -> Restorer:
     if isinstance(spec, str) and spec in ENHANCERS and not Path(spec).exists():
         return Restorer(ENHANCERS.build({"name": spec, "args": kwargs}, where=where), spec)
     folder = resolve_export(spec)
-    node = {"name": "restorekit", "args": {**kwargs, "path": str(folder), "device": device}}
+    if (Path(folder) / "codec.safetensors").is_file():  # a mimi_codec export: its round trip is the "restorer"
+        node = {"name": "mimi_resynthesis", "args": {**kwargs, "model": str(folder), "device": device}}
+    else:
+        node = {"name": "restorekit", "args": {**kwargs, "path": str(folder), "device": device}}
     return Restorer(ENHANCERS.build(node, where=where), str(spec))
 
 

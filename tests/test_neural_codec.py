@@ -98,6 +98,14 @@ def test_restorekit_export_loads_and_weights_are_only_needed_when_used(tiny_mimi
     ref, _ = degradation(tiny_mimi[0], n_q=(3, 3))(wave, 24000, sample_rng(0, 0, 0))
     np.testing.assert_allclose(out, ref, atol=1e-6)
 
+    import restorekit
+    from restorekit.models.wave_restorer import restorer_from_export
+
+    restorer = restorekit.load(export, n_q=3)  # the API gives the codec round trip, as mimi_resynthesis
+    np.testing.assert_allclose(restorer(wave, 24000)[0], ref, atol=1e-6)
+    with pytest.raises(CheckpointError, match="a mimi_codec export .* round-trips through the mimi_resynthesis"):
+        restorer_from_export(export)
+
     lazy = degradation(tmp_path / "no_such_codec")  # builds: nothing is loaded yet
     with pytest.raises(CheckpointError, match="no_such_codec"):
         lazy(wave, 24000, sample_rng(0, 0, 0))

@@ -122,4 +122,6 @@ def restorer_from_export(directory: str | Path, **kwargs: Any) -> nn.Module:
         f"{directory}: this export holds {sorted(roles) or 'no weights'}, which make no restorer; restorers are "
         "the exports of miipher2_vocoder_finetune (feature_cleaner + vocoder) and of the waveform-generator "
         "stages (generator: hifigan, hifipp, finally_*); a stage-1 or stage-2 Miipher-2 export is not one"
+        + ("; a mimi_codec export (codec) round-trips through the mimi_resynthesis enhancer or restorekit.load"
+           if "codec" in roles else "")
     )
