@@ -81,7 +81,8 @@ def _as_mono(wave: Any) -> np.ndarray:
 def load(spec: str | Path, device: str = "cpu", **kwargs: Any) -> Restorer:
     """A restorer for ``spec``: a registered enhancer name (``"deepfilternet3"``, ``"identity"``), an
     export folder, or a Hugging Face Hub id (``"user/repo"``, from the cache when offline). A
-    ``mimi_codec`` export gives its codec round trip (``mimi_resynthesis``; ``n_q`` in ``kwargs``).
+    ``mimi_codec`` export gives its codec round trip (``mimi_resynthesis`` at all its codebooks, or
+    ``n_q`` in ``kwargs``).
 
     ``kwargs`` are the enhancer's arguments (``restorekit list enhancers``), e.g. ``seed`` or
     ``output_peak`` for an export; ``device`` applies to exports.
@@ -94,10 +95,19 @@ def load(spec: str | Path, device: str = "cpu", **kwargs: Any) -> Restorer:
         return Restorer(ENHANCERS.build({"name": spec, "args": kwargs}, where=where), spec)
     folder = resolve_export(spec)
     if (Path(folder) / "codec.safetensors").is_file():  # a mimi_codec export: its round trip is the "restorer"
-        node = {"name": "mimi_resynthesis", "args": {**kwargs, "model": str(folder), "device": device}}
+        node = {"name": "mimi_resynthesis", "args": {"n_q": _codec_levels(folder), **kwargs, "model": str(folder),
+                                                     "device": device}}
     else:
         node = {"name": "restorekit", "args": {**kwargs, "path": str(folder), "device": device}}
     return Restorer(ENHANCERS.build(node, where=where), str(spec))
+
+
+def _codec_levels(folder: str | Path) -> int:
+    """The codebooks a mimi_codec export was trained with (mimi's default 8 when its config omits n_q)."""
+    from restorekit.models.export import load_config
+
+    codec = load_config(folder).models.get("codec") or {}
+    return int((codec.get("args") or {}).get("n_q", 8))
 
 
 def from_pretrained(spec: str | Path, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from restorekit.audio import load, save
 from restorekit.augmentations import AUGMENTATIONS
 from restorekit.augmentations.chain import sample_rng
 from restorekit.config import load_config
@@ -103,6 +104,14 @@ def test_restorekit_export_loads_and_weights_are_only_needed_when_used(tiny_mimi
 
     restorer = restorekit.load(export, n_q=3)  # the API gives the codec round trip, as mimi_resynthesis
     np.testing.assert_allclose(restorer(wave, 24000)[0], ref, atol=1e-6)
+    full, _ = degradation(tiny_mimi[0], n_q=(4, 4))(wave, 24000, sample_rng(0, 0, 0))
+    np.testing.assert_allclose(restorekit.load(export)(wave, 24000)[0], full, atol=1e-6)  # all its codebooks
+    from restorekit.app import Demo  # the web page plays the round trip of an export it is given
+
+    save(tmp_path / "in.wav", wave, 24000)
+    page = Demo([str(export)], device="cpu")
+    played = page.restore(tmp_path / "in.wav", [str(export)]).outputs[0]
+    np.testing.assert_allclose(load(played.path)[0], full, atol=1e-4)  # 16-bit WAV
     with pytest.raises(CheckpointError, match="a mimi_codec export .* round-trips through the mimi_resynthesis"):
         restorer_from_export(export)
 
