@@ -133,7 +133,7 @@ def test_stage1_compares_estimate_and_target_in_one_precision(tmp_path):
     cfg.data.train.args.degradations = None
     tr = TRAINERS.get("miipher2_feature_cleaner").from_config(cfg)
     batch = _batch(tr)
-    estimate, target = tr._features(batch)
+    estimate, target, _ = tr._features(batch)
     assert torch.equal(estimate, target)
 
 
