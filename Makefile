@@ -37,8 +37,12 @@ system-deps:
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 
+# TEST_WORKERS pytest-xdist processes, one test file each at a time (--dist loadfile keeps a file's
+# module fixtures in one process), each with one torch thread: on 2 cores the suite took 5 min 0 s
+# this way and 8 min 52 s serially (2026-11-28). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP) lint
-	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The demo (configs/quickstart/restorer.yaml): a small HiFi++ restorer trains on the embedded eSpeak NG
 # demo corpus (progress bar with ETA on a terminal), restores a seeded degraded copy of the demo's
