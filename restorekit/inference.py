@@ -47,7 +47,10 @@ DEFAULTS = {
     "output_dir": "???",
     "format": "wav",  # wav | flac
     "overwrite": False,
-    "batch_size": 8,  # recordings (or chunks of a long one) handed to the enhancer together
+    # recordings (or chunks of a long one) handed to the enhancer together; null: 8 on CUDA, 1 on the
+    # CPU, where a padded batch of 8 ran the full-size Miipher-2 1.85x slower than one file at a time
+    # (benchmarks/README.md: the convolutions already fill the cores, padding and masks only add work)
+    "batch_size": None,
     "chunk": {"seconds": 30.0, "overlap": 1.0},  # files longer than `seconds` go in chunks
     "io_workers": 2,  # threads loading the next batch and writing the last while the model computes; 0: serial
     "transcripts": None,  # CSV name,text: the reference text of each file (screening's wer; a Miipher-1
@@ -115,12 +118,17 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
         )
     if cfg.format not in ("wav", "flac"):
         raise ConfigError(f"format={cfg.format!r} is not supported; use format=wav or format=flac")
+    if cfg.batch_size is None:
+        from restorekit.enhancers.export import default_batch_size
+
+        cfg.batch_size = default_batch_size(resolve_device(cfg))
     for key in ("batch_size", "io_workers"):
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "batch_size" else 0):
             least = 1 if key == "batch_size" else 0
-            raise ConfigError(f"{key}={value!r} must be a whole number >= {least} (e.g. {key}={DEFAULTS[key]})")
+            raise ConfigError(f"{key}={value!r} must be a whole number >= {least} (e.g. {key}={DEFAULTS[key] or 8})")
     return cfg
+
 
 
 def _normalise_arg(arg: str) -> str:

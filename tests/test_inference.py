@@ -333,4 +333,4 @@ def test_the_run_config_is_written_beside_the_outputs(tmp_path: Path) -> None:
     cfg = OmegaConf.load(out / "inference_config.yaml")
     assert (cfg.enhancer.name, cfg.format) == ("identity", "flac")
     assert (cfg.input, cfg.output_dir) == (str(inputs), str(out))
-    assert (cfg.chunk.seconds, cfg.chunk.overlap, cfg.overwrite, cfg.batch_size) == (12, 1.0, False, 8)
+    assert (cfg.chunk.seconds, cfg.chunk.overlap, cfg.overwrite, cfg.batch_size) == (12, 1.0, False, 1)  # batch_size null: 1 on the CPU

@@ -10,6 +10,13 @@ from restorekit.enhancers.base import Enhancer, check_input, fit_length, output_
 from restorekit.errors import ConfigError
 
 
+def default_batch_size(device: str) -> int:
+    """Pieces per forward pass when none is given: 8 on a GPU; 1 on the CPU, where a padded batch of 8
+    ran the full-size Miipher-2 1.85x slower than one file at a time (benchmarks/README.md): the
+    convolutions already fill the cores, and padding and masks only add work."""
+    return 8 if str(device).startswith("cuda") else 1
+
+
 @ENHANCERS.register("restorekit")
 class RestorekitExport(Enhancer):
     """A restorekit export at ``path``: (T,) at any rate -> (T * rate / sr,) at the restorer's rate.
@@ -25,7 +32,8 @@ class RestorekitExport(Enhancer):
     Level: output peak ``output_peak`` whatever the input gain, silent where the input is below
     ``silence_dbfs`` (see ``restorekit.models.miipher2``).
     ``enhance_batch`` restores its recordings together, ``batch_size`` pieces (short files, chunks
-    of long ones) per forward pass, each output equal to the one-file call within float rounding.
+    of long ones) per forward pass, each output equal to the one-file call within float rounding;
+    null: 8 on CUDA, 1 on the CPU (where batching measured slower, benchmarks/README.md).
     ``precision``: ``bf16`` (autocast) or ``fp32``; null: bf16 on CUDA, fp32 on CPU.
     """
 
@@ -40,7 +48,7 @@ class RestorekitExport(Enhancer):
         device: str = "cpu",
         output_peak: float | None = 0.9,
         silence_dbfs: float | None = -70.0,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         precision: str | None = None,
     ) -> None:
         from restorekit.models.export import load_config
@@ -48,6 +56,8 @@ class RestorekitExport(Enhancer):
 
         self.path = Path(path)
         load_config(self.path)  # a clear error when the folder is not an export
+        if batch_size is None:
+            batch_size = default_batch_size(device)
         if batch_size < 1:
             raise ConfigError(f"restorekit enhancer: batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
