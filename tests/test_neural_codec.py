@@ -63,6 +63,23 @@ def test_length_and_rate_are_kept(tiny_mimi, sr):
     assert 1 <= params["n_q"] <= 4
 
 
+def test_a_48k_input_comes_back_at_48k_over_its_whole_length(tiny_mimi):
+    """Catches an output left at the codec's 24 kHz: it would fill half the 48 kHz length and the
+    length fix would pad the rest with zeros. The resampled round trip equals the codec's own
+    output brought back to 48 kHz."""
+    folder, model = tiny_mimi
+    wave = speechlike(48000, 8 * model.hop / 24000)
+    out, _ = degradation(folder, n_q=(4, 4))(wave, 48000, sample_rng(0, 0, 0))
+    half = len(out) // 2
+    assert np.sqrt(np.mean(out[half:] ** 2)) > 0.2 * np.sqrt(np.mean(out[:half] ** 2))
+    from restorekit.audio import resample
+
+    with torch.no_grad():
+        coded = model.decode(model.encode(torch.from_numpy(resample(wave, 48000, 24000))[None], 4))[0].numpy()
+    ref = resample(coded[: len(wave) // 2], 24000, 48000)
+    np.testing.assert_allclose(out[: len(ref)], ref[: len(out)], atol=1e-4)
+
+
 def test_output_is_the_models_own_round_trip_at_its_rate(tiny_mimi):
     """At the codec's rate and a whole number of frames the output is decode(encode(x, n_q)) exactly."""
     folder, model = tiny_mimi
