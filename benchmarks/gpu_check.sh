@@ -2,7 +2,8 @@
 # One short check of the CUDA path (issue 17), under 8 minutes on one H100; prints JSON at the end.
 #   1. the CUDA-marked tests (pytest -m cuda),
 #   2. 3 bf16 training steps of each quickstart stage: Miipher-2 stages 1-3 (chained through their
-#      exports), FINALLY stages 1-2 (chained), HiFi-GAN and HiFi++, each under a timeout,
+#      exports), FINALLY stages 1-2 (chained), HiFi-GAN, HiFi++, Miipher-1 stage 1 and the Mimi codec,
+#      each under a timeout,
 #   3. full-size Miipher-2 restoration (w2v-BERT 2.0 + WaveFit-5, random weights: a forward pass costs
 #      the same whatever the weights) at batch 1, 8 and 16: x real time and peak GPU memory.
 #
@@ -79,6 +80,8 @@ train finally_stage2 configs/finally/quickstart/stage2.yaml \
   "trainer.args.init_from.generator=$WORK/finally_stage1/export"
 train hifigan configs/hifigan/quickstart.yaml
 train hifipp configs/hifipp/quickstart.yaml
+train miipher1_stage1 configs/miipher1/quickstart/stage1.yaml
+train mimi_codec configs/mimi/quickstart.yaml
 
 # 3. Full-size restoration throughput at batch 1, 8 and 16, with peak GPU memory.
 timed inference 300 "$PY" - "$DEVICE" "$DRY" "$WORK/inference.json" <<'EOF'

@@ -154,3 +154,13 @@ def test_ecapa_checkpoint_errors_say_what_to_do(tmp_path):
                                               r"'speechbrain/spkrec-ecapa-voxceleb' .*huggingface-cli download "
                                               r"speechbrain/spkrec-ecapa-voxceleb embedding_model.ckpt"):
         _ecapa("speechbrain/spkrec-ecapa-voxceleb")
+
+
+def test_resemblyzer_under_bf16_autocast_gives_its_float32_embedding(resemblyzer, one_thread):
+    """A bf16 training step (Miipher-1 stage 1) calls the frozen encoder under autocast: it runs in
+    float32 (oneDNN has no CPU bf16 LSTM; it raised) and gives the embedding it gives outside."""
+    wave = 0.1 * torch.randn(1, 16000)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = resemblyzer(wave, 16000)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, resemblyzer(wave, 16000))

@@ -48,7 +48,10 @@ class SpeakerEncoder(nn.Module):
         if lengths16 is None:
             lengths16 = torch.full((wave16.shape[0],), wave16.shape[1], dtype=torch.long)
         lengths16 = lengths16.long().clamp(1, wave16.shape[1]).cpu()
-        return self.embed(wave16, lengths16)
+        # A frozen encoder runs in float32 whatever the trainer's autocast (bf16 LSTMs have no CPU
+        # kernel: oneDNN refuses them), so an embedding never depends on the training precision.
+        with torch.autocast(device_type=wave16.device.type, enabled=False):
+            return self.embed(wave16, lengths16).float()
 
     def embed(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) at 16 kHz, lengths (B,) on the CPU -> (B, dim) unit-norm embeddings."""
