@@ -52,14 +52,19 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def _all_or_none(items: Sequence[dict[str, Any]], key: str, setting: str) -> bool:
+    """Whether the items carry ``key``: all of them (True) or none (False); a mix is a DataError."""
+    has = [it["name"] for it in items if key in it]
+    if has and len(has) < len(items):
+        raise DataError(f"cannot batch items with and without {key} (with: {has}); give every dataset "
+                        f"in the loader the same {setting}")
+    return bool(has)
+
+
 def _context(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """The context keys of a batch: all items have a context, or none does."""
-    has = [it["name"] for it in items if "context" in it]
-    if not has:
+    if not _all_or_none(items, "context", "context_seconds"):
         return {}
-    if len(has) < len(items):
-        raise DataError(f"cannot batch items with and without context (with: {has}); give every dataset "
-                        "in the loader the same context_seconds")
     return {
         "context": pad_stack([it["context"] for it in items]),
         "context_lengths": torch.tensor([len(it["context"]) for it in items], dtype=torch.long),
@@ -69,12 +74,8 @@ def _context(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
 
 def _phonemes(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """``phonemes`` (B, L_max) long, 0-padded, and ``text_lengths`` (B,): all items have phonemes, or none."""
-    has = [it["name"] for it in items if "phonemes" in it]
-    if not has:
+    if not _all_or_none(items, "phonemes", "phonemes setting"):
         return {}
-    if len(has) < len(items):
-        raise DataError(f"cannot batch items with and without phonemes (with: {has}); give every dataset "
-                        "in the loader the same phonemes setting")
     seqs = [torch.as_tensor(it["phonemes"], dtype=torch.long) for it in items]
     out = torch.zeros(len(seqs), max(len(s) for s in seqs), dtype=torch.long)  # 0 = PAD_ID
     for row, s in zip(out, seqs):
