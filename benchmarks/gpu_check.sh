@@ -5,7 +5,8 @@
 #      exports), FINALLY stages 1-2 (chained), HiFi-GAN, HiFi++, Miipher-1 stage 1 and the Mimi codec,
 #      each under a timeout,
 #   3. full-size Miipher-2 restoration (w2v-BERT 2.0 + WaveFit-5, random weights: a forward pass costs
-#      the same whatever the weights) at batch 1, 8 and 16: x real time and peak GPU memory.
+#      the same whatever the weights) at batch 1, 8 and 16: x real time and peak GPU memory,
+#   4. the same at batch 8 with compile=True (WaveFit through torch.compile), its compile time apart.
 #
 # Run from the repository root:   bash benchmarks/gpu_check.sh
 # Set-up it expects (what `make install` does; on a fresh machine run it first, PyPI's Linux torch
@@ -83,27 +84,29 @@ train hifipp configs/hifipp/quickstart.yaml
 train miipher1_stage1 configs/miipher1/quickstart/stage1.yaml
 train mimi_codec configs/mimi/quickstart.yaml
 
-# 3. Full-size restoration throughput at batch 1, 8 and 16, with peak GPU memory.
-timed inference 300 "$PY" - "$DEVICE" "$DRY" "$WORK/inference.json" <<'EOF'
+# 3. Full-size restoration throughput at batch 1, 8 and 16, with peak GPU memory; 4. batch 8 compiled.
+cat > "$WORK/inference.py" <<'EOF'
 import json, sys, time
 import numpy as np, torch
 from restorekit.config import apply_overrides, load_yaml
 from restorekit.models.miipher2 import Miipher2
 
-device, dry, out = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+device, dry, out, compiled = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4] == "compile"
 config = "configs/quickstart/models.yaml" if dry else "configs/miipher2/models_w2v_bert2.yaml"
 cfg = apply_overrides(load_yaml(config), [] if dry else ["models.feature_cleaner.args.encoder.args.pretrained=null"])
 torch.manual_seed(0)
-restorer = Miipher2(cfg.models.feature_cleaner, cfg.models.vocoder).to(device)
+restorer = Miipher2(cfg.models.feature_cleaner, cfg.models.vocoder, compile=compiled).to(device)
 sr, seconds, files = 16000, (0.5 if dry else 10.0), 16
 t = np.arange(int(seconds * sr)) / sr
 waves = [(0.3 * np.sin(2 * np.pi * (150 + 10 * i) * t) + 0.03 * np.random.default_rng(i).standard_normal(len(t)))
          .astype(np.float32) for i in range(files)]
 cuda = device == "cuda"
 sync = torch.cuda.synchronize if cuda else (lambda: None)
-restorer.restore_batch(waves[:2], sr, batch_size=2)  # warm-up: kernels, allocator
+start = time.perf_counter()
+restorer.restore_batch(waves[:2], sr, batch_size=2)  # warm-up: kernels, allocator (and the compile)
+warm_up = round(time.perf_counter() - start, 1)
 rows = []
-for batch in (1, 8, 16):
+for batch in ((8,) if compiled else (1, 8, 16)):
     n = 4 if batch == 1 else files  # batch 1 on 4 files is enough for its rate
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -116,16 +119,19 @@ for batch in (1, 8, 16):
                  "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None})
 info = {"config": config, "device": torch.cuda.get_device_name() if cuda else "cpu (dry run)",
         "precision": "bf16 autocast" if cuda else "fp32", "parameters_m": round(sum(p.numel() for p in restorer.parameters()) / 1e6, 1),
-        "results": rows}
+        "compile": compiled, "warm_up_seconds": warm_up, "results": rows}
 json.dump(info, open(out, "w"))
 EOF
+timed inference 300 "$PY" "$WORK/inference.py" "$DEVICE" "$DRY" "$WORK/inference.json" eager
+timed inference_compiled 240 "$PY" "$WORK/inference.py" "$DEVICE" "$DRY" "$WORK/inference_compiled.json" compile
 
-"$PY" - "$RESULTS" "$WORK/inference.json" "$DEVICE" "$DRY" <<'EOF'
+"$PY" - "$RESULTS" "$WORK/inference.json" "$DEVICE" "$DRY" "$WORK/inference_compiled.json" <<'EOF'
 import json, pathlib, sys
 steps = [json.loads(line) for line in open(sys.argv[1])]
-inf = pathlib.Path(sys.argv[2])
+inf, compiled = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[5])
 report = {"device": sys.argv[3], "dry_run": sys.argv[4] == "1", "steps": steps,
           "inference": json.loads(inf.read_text()) if inf.exists() else None,
+          "inference_compiled": json.loads(compiled.read_text()) if compiled.exists() else None,
           "all_passed": all(s["rc"] == 0 for s in steps)}
 print(json.dumps(report, indent=2))
 sys.exit(0 if report["all_passed"] else 1)

@@ -16,6 +16,11 @@ temporary worktree; the model is built from the same seed, so weights are equal)
 the max abs difference from it (equal output):
 
     python benchmarks/inference.py --batched --before 8ad7dfc --files 8 --seconds 1 --threads 1
+
+``--compile`` adds, for this tree, batch 1 with ``compile=True`` (WaveFit through torch.compile): a
+second restorer from the same seed, whose first call (a 0.25 s clip, not one of the files) compiles;
+that call's time is ``compile_seconds``, and the files are then timed as for the other modes, with the
+max abs difference from eager batch 1 and (with ``--before``) the speed-up over the old code.
 """
 from __future__ import annotations
 
@@ -84,7 +89,8 @@ def _files(n: int, seconds: float, sr: int = 16000) -> list:
     return waves
 
 
-def batched_worker(config: str, files: int, seconds: float, threads: int, batch_size: int, out: str) -> dict:
+def batched_worker(config: str, files: int, seconds: float, threads: int, batch_size: int, out: str,
+                   compile_too: bool = False) -> dict:
     """Batch 1 vs ``batch_size`` with the restorekit found on PYTHONPATH; batch-1 outputs saved to ``out``."""
     import numpy as np
     import torch
@@ -116,13 +122,27 @@ def batched_worker(config: str, files: int, seconds: float, threads: int, batch_
     if len(outputs) > 1:
         report["max_abs_diff_batched_vs_single"] = float(max(
             np.abs(a - b).max() for a, b in zip(outputs["batch_1"], outputs[f"batch_{batch_size}"])))
+    if compile_too:
+        torch.manual_seed(0)
+        compiled = Miipher2(cfg.models.feature_cleaner, cfg.models.vocoder, compile=True)
+        wall = time.perf_counter()
+        compiled.restore(waves[0][: sr // 4], sr)  # compiles (dynamic shapes: once for every length)
+        report["compile_seconds"] = round(time.perf_counter() - wall, 2)
+        wall, cpu = time.perf_counter(), time.process_time()
+        ys = [compiled.restore(w, sr)[0] for w in waves]
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        report["batch_1_compiled"] = {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+                                      "files_per_s": round(files / wall, 4), "x_real_time": round(audio / wall, 4),
+                                      "rtf": round(wall / audio, 4)}
+        report["max_abs_diff_compiled_vs_single"] = float(max(
+            np.abs(a - b).max() for a, b in zip(outputs["batch_1"], ys)))
     np.savez(out, *outputs["batch_1"])
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return report
 
 
 def run_batched(configs: list[str], files: int, seconds: float, threads: int, batch_size: int,
-                before: str | None) -> dict:
+                before: str | None, compile_too: bool = False) -> dict:
     """Per config: this tree's batch 1 vs batch N, and (``before``) the code at that revision's batch 1."""
     import numpy as np
 
@@ -139,7 +159,7 @@ def run_batched(configs: list[str], files: int, seconds: float, threads: int, ba
                 for name, tree in trees.items():
                     out = f"{tmp}/{config}_{name}.npz"
                     cmd = [sys.executable, __file__, "--batched-worker", config, str(files), str(seconds),
-                           str(threads), str(batch_size), out]
+                           str(threads), str(batch_size), out, str(int(compile_too and name == "after"))]
                     row[name] = _run(cmd, tree)
                 if "before" in row and "error" not in row["before"] and "error" not in row["after"]:
                     old, new = np.load(f"{tmp}/{config}_before.npz"), np.load(f"{tmp}/{config}_after.npz")
@@ -148,6 +168,9 @@ def run_batched(configs: list[str], files: int, seconds: float, threads: int, ba
                                                    / row["after"]["batch_1"]["seconds"], 3)
                     best = row["after"][f"batch_{batch_size}"]["seconds"]
                     row[f"speedup_batch_{batch_size}_vs_before"] = round(row["before"]["batch_1"]["seconds"] / best, 3)
+                    if "batch_1_compiled" in row["after"]:
+                        row["speedup_batch_1_compiled_vs_before"] = round(
+                            row["before"]["batch_1"]["seconds"] / row["after"]["batch_1_compiled"]["seconds"], 3)
                 results.append({"config": config, **row})
         finally:
             if before:
@@ -184,17 +207,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="mean file length for --batched")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--before", default=None, help="git revision to compare with (--batched)")
+    parser.add_argument("--compile", action="store_true", help="also batch 1 with compile=True (--batched)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--batched-worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--batched-worker", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batched_worker:
-        c, n, s, t, b, out = args.batched_worker
-        print(json.dumps(batched_worker(c, int(n), float(s), int(t), int(b), out)))
+        c, n, s, t, b, out, comp = args.batched_worker
+        print(json.dumps(batched_worker(c, int(n), float(s), int(t), int(b), out, comp == "1")))
         return
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
                "load_average_1min": round(os.getloadavg()[0], 2)}
     if args.batched:
-        report = run_batched(args.configs, args.files, args.seconds, args.threads, args.batch_size, args.before)
+        report = run_batched(args.configs, args.files, args.seconds, args.threads, args.batch_size, args.before,
+                             args.compile)
         print(json.dumps({"machine": machine, **report}, indent=2))
         return
     if args.worker:

@@ -52,6 +52,9 @@ DEFAULTS = {
     # (benchmarks/README.md: the convolutions already fill the cores, padding and masks only add work)
     "batch_size": None,
     "chunk": {"seconds": 30.0, "overlap": 1.0},  # files longer than `seconds` go in chunks
+    # a restorekit export's WaveFit passes through torch.compile: equal output, faster once compiled (the
+    # first file pays the compile, about a minute on a CPU); for corpus runs (restorekit.models.compiling)
+    "compile": False,
     "io_workers": 2,  # threads loading the next batch and writing the last while the model computes; 0: serial
     "transcripts": None,  # CSV name,text: the reference text of each file (screening's wer; a Miipher-1
     # export's text input, where `asr` also works: see restorekit.inference_text)
@@ -118,6 +121,11 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
         )
     if cfg.format not in ("wav", "flac"):
         raise ConfigError(f"format={cfg.format!r} is not supported; use format=wav or format=flac")
+    if not isinstance(cfg.compile, bool):
+        raise ConfigError(f"compile={cfg.compile!r} must be true or false")
+    if cfg.compile and not cfg.exp.ckpt_dir:
+        raise ConfigError("compile=true compiles a restorekit export's vocoder (exp.ckpt_dir=EXPORT_DIR); "
+                          f"enhancer={cfg.enhancer.name} has nothing to compile; drop compile=true")
     if cfg.batch_size is None:
         from restorekit.enhancers.export import default_batch_size
 
@@ -149,7 +157,8 @@ def build_enhancer(cfg: DictConfig):
         node = cfg.enhancer.get("args")
         extra = OmegaConf.to_container(node, resolve=True) if node is not None else {}
         # The run's batch_size is also the export's pieces per forward pass, unless enhancer.args says otherwise.
-        args = {"batch_size": int(cfg.batch_size), **extra, "path": str(cfg.exp.ckpt_dir), "device": resolve_device(cfg)}
+        args = {"batch_size": int(cfg.batch_size), **({"compile": True} if cfg.compile else {}), **extra,
+                "path": str(cfg.exp.ckpt_dir), "device": resolve_device(cfg)}
         return ENHANCERS.build({"name": "restorekit", "args": args}, where="exp.ckpt_dir")
     return ENHANCERS.build(cfg.enhancer, where="enhancer")
 

@@ -35,6 +35,8 @@ class RestorekitExport(Enhancer):
     of long ones) per forward pass, each output equal to the one-file call within float rounding;
     null: 8 on CUDA, 1 on the CPU (where batching measured slower, benchmarks/README.md).
     ``precision``: ``bf16`` (autocast) or ``fp32``; null: bf16 on CUDA, fp32 on CPU.
+    ``compile``: a Miipher-2 / Miipher-1 export's WaveFit passes through ``torch.compile`` (see
+    ``restorekit.models.compiling``: equal output, faster after a first call that compiles).
     """
 
     chunks_internally = True  # the restorer chunks on feature-frame boundaries itself
@@ -50,6 +52,7 @@ class RestorekitExport(Enhancer):
         silence_dbfs: float | None = -70.0,
         batch_size: int | None = None,
         precision: str | None = None,
+        compile: bool = False,
     ) -> None:
         from restorekit.models.export import load_config
         from restorekit.models.wave_restorer import restorer_from_export
@@ -64,7 +67,11 @@ class RestorekitExport(Enhancer):
         level = {"chunk_seconds": chunk_seconds, "overlap_seconds": overlap_seconds,
                  "output_peak": output_peak, "silence_dbfs": silence_dbfs, "precision": precision}
         is_generator = (self.path / "generator.safetensors").is_file()
-        self.restorer = restorer_from_export(self.path, **level, **({} if is_generator else {"seed": seed})).to(device)
+        if compile and is_generator:
+            raise ConfigError(f"restorekit enhancer: compile=true applies to Miipher-2 / Miipher-1 exports (a WaveFit "
+                              f"vocoder); {self.path} holds a waveform generator; set compile=false")
+        extra = {} if is_generator else {"seed": seed, "compile": bool(compile)}
+        self.restorer = restorer_from_export(self.path, **level, **extra).to(device)
         self.sample_rate = int(self.restorer.sample_rate)
 
     def enhance(self, wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:

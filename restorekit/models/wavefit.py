@@ -74,11 +74,16 @@ class ValidMask:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = (x.shape[-1], x.ndim)
+        if torch.compiler.is_compiling():  # traced once per graph; Inductor fuses it into its neighbours
+            return x * self._mask(x)
         if key not in self._masks:
-            steps = torch.arange(x.shape[-1], device=x.device)
-            mask = (steps[None, :] < self.length(x.shape[-1])[:, None]).to(x.dtype)
-            self._masks[key] = mask.view(x.shape[0], 1, *([1] * (x.ndim - 3)), x.shape[-1])
+            self._masks[key] = self._mask(x)
         return x * self._masks[key]
+
+    def _mask(self, x: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(x.shape[-1], device=x.device)
+        mask = (steps[None, :] < self.length(x.shape[-1])[:, None]).to(x.dtype)
+        return mask.view(x.shape[0], 1, *([1] * (x.ndim - 3)), x.shape[-1])
 
 
 def _mask(valid: ValidMask | None, x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +96,9 @@ def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="nearest")
 
 
-def iteration_embedding(t: int, dim: int, device: torch.device) -> torch.Tensor:
-    """Sinusoidal embedding (dim,) of the iteration index, as WaveGrad embeds its noise level."""
+def iteration_embedding(t: int | torch.Tensor, dim: int, device: torch.device) -> torch.Tensor:
+    """Sinusoidal embedding (dim,) of the iteration index, as WaveGrad embeds its noise level (``t`` an
+    int, or a 0-d tensor so one compiled graph serves every iteration)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=device) / max(half - 1, 1))
     angle = (t + 1) * 100.0 * freqs  # spread small integer indices over the frequencies
@@ -108,7 +114,7 @@ class FiLM(nn.Module):
         self.inp, self.emb = _conv(cin, cin), nn.Linear(emb_dim, cin)
         self.out = _conv(cin, cout if shift_only else 2 * cout)
 
-    def forward(self, h: torch.Tensor, t: int, valid: ValidMask | None = None
+    def forward(self, h: torch.Tensor, t: int | torch.Tensor, valid: ValidMask | None = None
                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
         emb = self.emb(iteration_embedding(t, self.emb_dim, h.device).to(h.dtype))
         h = conv_any(self.inp, _mask(valid, h)) + emb.view(1, -1, *([1] * (h.ndim - 2)))
@@ -211,7 +217,8 @@ class WaveFit(nn.Module):
     ``initial_noise``: ``white`` or ``shaped`` (spectral envelope predicted from the features).
     The build checks ``feature_rate * pre_upsample * prod(upsample_factors) == sample_rate``.
     ``infer`` / ``infer_batch`` (restoration) run the generator in the channels-last layout, and
-    ``infer_batch`` takes items of unequal length in one padded, masked batch.
+    ``infer_batch`` takes items of unequal length in one padded, masked batch; ``compile_inference``
+    runs their generator passes through torch.compile (restorekit.models.compiling).
     """
 
     # Inference (infer, infer_batch): the first conv of each UBlock at its input rate (polyphase)
@@ -220,6 +227,28 @@ class WaveFit(nn.Module):
     # benchmarks/README.md.
     fast_inference: bool = True
     channels_last: bool = True
+    _compiled_pass: Any = None  # set by compile_inference
+
+    def compile_inference(self) -> None:
+        """Run ``infer`` / ``infer_batch``'s generator passes through ``torch.compile`` (restorekit.models
+        .compiling: fused element-wise work, frozen weights; one graph for every length, batch and
+        iteration). Call after loading and moving the model; its weights are constants from then on."""
+        from restorekit.models.compiling import compile_for_inference
+
+        device = next(self.parameters()).device
+        self._compiled_pass = compile_for_inference(self._inference_pass, device, "wavefit")
+
+    def _inference_pass(self, y: torch.Tensor, cond: torch.Tensor, t: torch.Tensor,
+                        units: torch.Tensor | None) -> torch.Tensor:
+        valid = None if units is None else ValidMask(units, cond.shape[-1])
+        return self.generator(y, cond, t, valid, polyphase=True)
+
+    def _pass(self, y: torch.Tensor, cond: torch.Tensor, t: int, valid: ValidMask | None) -> torch.Tensor:
+        if self._compiled_pass is None:
+            return self.generator(y, cond, t, valid, polyphase=True)
+        # t as a tensor: a Python int would be a constant of the graph, one compile per iteration
+        return self._compiled_pass(y, cond, torch.tensor(float(t), device=y.device),
+                                   None if valid is None else valid.units)
 
     def __init__(
         self,
@@ -302,7 +331,7 @@ class WaveFit(nn.Module):
             return F.interpolate(c, size=frames * k, mode="linear", align_corners=False)
         return self.pre_up(c)[..., : frames * k]
 
-    def generator(self, y: torch.Tensor, cond: torch.Tensor, t: int, valid: ValidMask | None = None,
+    def generator(self, y: torch.Tensor, cond: torch.Tensor, t: int | torch.Tensor, valid: ValidMask | None = None,
                   polyphase: bool = False) -> torch.Tensor:
         """One WaveGrad-base pass: noisy wave (B, samples) -> estimated noise component (B, samples).
 
@@ -417,7 +446,7 @@ class WaveFit(nn.Module):
         keep = None if valid is None else (torch.arange(y.shape[-1], device=y.device)[None]
                                            < valid.length(y.shape[-1])[:, None]).float()
         for t in reversed(range(self.iterations)):
-            z = y - self.generator(y, cond, t, valid, polyphase=True).float()
+            z = y - self._pass(y, cond, t, valid).float()
             y = self.gain(z, power) if keep is None else self._masked_gain(z, power, keep)
         return y
 
