@@ -114,11 +114,14 @@ class FiLM(nn.Module):
         self.inp, self.emb = _conv(cin, cin), nn.Linear(emb_dim, cin)
         self.out = _conv(cin, cout if shift_only else 2 * cout)
 
-    def forward(self, h: torch.Tensor, t: int | torch.Tensor, valid: ValidMask | None = None
-                ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        emb = self.emb(iteration_embedding(t, self.emb_dim, h.device).to(h.dtype))
-        h = conv_any(self.inp, _mask(valid, h)) + emb.view(1, -1, *([1] * (h.ndim - 2)))
-        out = conv_any(self.out, _mask(valid, F.leaky_relu(h, 0.2)))
+    def forward(self, h: torch.Tensor, t: int | torch.Tensor, valid: ValidMask | None = None,
+                inplace: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``inplace`` (inference only, no autograd): the sum and activation overwrite the convolution's
+        fresh output instead of allocating new tensors; the same values."""
+        emb = self.emb(iteration_embedding(t, self.emb_dim, h.device).to(h.dtype)).view(1, -1, *([1] * (h.ndim - 2)))
+        h = conv_any(self.inp, _mask(valid, h))
+        h = h.add_(emb) if inplace else h + emb
+        out = conv_any(self.out, _mask(valid, _leaky(h, inplace)))
         if self.shift_only:
             return None, out
         scale, shift = out.chunk(2, dim=1)
@@ -130,6 +133,17 @@ def _modulate(x: torch.Tensor, film: tuple[torch.Tensor | None, torch.Tensor] | 
         return x
     scale, shift = film
     return x + shift if scale is None else x * scale + shift
+
+
+def _leaky(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """leaky_relu(x, 0.2), overwriting ``x`` when ``inplace`` (a fresh tensor at inference)."""
+    return F.leaky_relu_(x, 0.2) if inplace else F.leaky_relu(x, 0.2)
+
+
+def _act(h: torch.Tensor, film: tuple | None, inplace: bool) -> torch.Tensor:
+    """leaky_relu(modulate(h, film)); ``inplace``: the activation overwrites the modulated sum (never h)."""
+    x = _modulate(h, film)
+    return _leaky(x, inplace and x is not h)
 
 
 class UBlock(nn.Module):
@@ -144,17 +158,20 @@ class UBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, film: tuple | None, valid: ValidMask | None = None,
                 polyphase: bool = False) -> torch.Tensor:
-        """``polyphase`` (inference): ``c1`` at the input rate, same sums rounded differently."""
+        """``polyphase`` (inference): ``c1`` at the input rate, same sums rounded differently, and sums and
+        activations written over fresh tensors (no autograd there) instead of allocating more."""
         x = _mask(valid, x)
         if not polyphase or self.factor < 2:
             h = conv_any(self.c1, F.leaky_relu(_upsample(x, self.factor), 0.2))
         else:
             h = self._c1_polyphase(F.leaky_relu(x, 0.2))
         # The 1x1 skip commutes with nearest upsampling: run it at the input rate (factor x fewer MACs).
-        h = conv_any(self.c2, _mask(valid, F.leaky_relu(_modulate(h, film), 0.2))) + _upsample(
-            conv_any(self.skip, x), self.factor)
-        h2 = conv_any(self.c3, _mask(valid, F.leaky_relu(_modulate(h, film), 0.2)))
-        return h + conv_any(self.c4, _mask(valid, F.leaky_relu(_modulate(h2, film), 0.2)))
+        skip = _upsample(conv_any(self.skip, x), self.factor)
+        h = conv_any(self.c2, _mask(valid, _act(h, film, polyphase)))
+        h = h.add_(skip) if polyphase else h + skip
+        h2 = conv_any(self.c3, _mask(valid, _act(h, film, polyphase)))
+        out = conv_any(self.c4, _mask(valid, _act(h2, film, polyphase)))
+        return out.add_(h) if polyphase else h + out  # float addition commutes: the same sums
 
     def _c1_polyphase(self, x: torch.Tensor) -> torch.Tensor:
         """``c1`` (3 taps) of ``x`` (B, C, 1, L) upsampled x factor by repetition, computed at the input rate.
@@ -171,9 +188,19 @@ class UBlock(nn.Module):
         w0, w1, w2 = w[..., 0:1], w[..., 1:2], w[..., 2:3]
         first = conv(F.pad(x, (1, 0)), torch.cat([w0, w1 + w2], -1), b)
         last = conv(F.pad(x, (0, 1)), torch.cat([w0 + w1, w2], -1), b)
-        phases = [first] + [conv(x, w0 + w1 + w2, b)] * (self.factor - 2) + [last]
-        out = torch.stack(phases, dim=-1).flatten(-2)  # (B, C_out, [1,] L * factor)
-        return out if x.ndim == 3 else out.contiguous(memory_format=torch.channels_last)
+        middle = conv(x, w0 + w1 + w2, b) if self.factor > 2 else None  # the same for every inner phase
+        if x.ndim == 3:
+            phases = [first] + [middle] * (self.factor - 2) + [last]
+            return torch.stack(phases, dim=-1).flatten(-2)  # (B, C_out, L * factor)
+        # Channels-last: interleave the phases straight into the output's memory, (B, 1, L, factor, C_out),
+        # one copy (stacking, then making it channels-last, moved every sample twice, transposing).
+        (batch, _, _, length), channels = x.shape, w.shape[0]
+        out = torch.empty(batch, 1, length, self.factor, channels, dtype=first.dtype, device=x.device)
+        out[:, :, :, 0] = first.permute(0, 2, 3, 1)
+        if middle is not None:
+            out[:, :, :, 1:-1] = middle.permute(0, 2, 3, 1).unsqueeze(3)
+        out[:, :, :, -1] = last.permute(0, 2, 3, 1)
+        return out.view(batch, 1, length * self.factor, channels).permute(0, 3, 1, 2)  # (B, C_out, 1, L * factor)
 
 
 class DBlock(nn.Module):
@@ -186,12 +213,13 @@ class DBlock(nn.Module):
         self.convs = nn.ModuleList([_conv(cin, cout, dilation=1), _conv(cout, cout, dilation=2),
                                     _conv(cout, cout, dilation=4)])
 
-    def forward(self, x: torch.Tensor, valid: ValidMask | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: ValidMask | None = None, inplace: bool = False) -> torch.Tensor:
+        """``inplace`` (inference only): activations and the sum overwrite fresh tensors; the same values."""
         h = conv_any(self.down, _mask(valid, x))
         res = conv_any(self.skip, h)
-        for conv in self.convs:
-            h = conv_any(conv, _mask(valid, F.leaky_relu(h, 0.2)))
-        return h + res
+        for conv in self.convs:  # h is a convolution's output here, read by nothing else after the skip
+            h = conv_any(conv, _mask(valid, _leaky(h, inplace)))
+        return h.add_(res) if inplace else h + res
 
 
 @MODELS.register("wavefit")
@@ -340,11 +368,11 @@ class WaveFit(nn.Module):
         x_in = y[:, None] if cond.ndim == 3 else y[:, None, None].contiguous(memory_format=torch.channels_last)
         h = conv_any(self.noise_in, _mask(valid, x_in.to(cond.dtype)))
         films = [None] * len(self.factors)
-        for j in range(len(self.factors)):
+        for j in range(len(self.factors)):  # polyphase = inference: in-place sums and activations too
             if j > 0:
-                h = self.dblocks[j - 1](h, valid)
+                h = self.dblocks[j - 1](h, valid, polyphase)
             no_film = isinstance(self.films[j], nn.Identity)
-            films[len(self.factors) - 1 - j] = None if no_film else self.films[j](h, t, valid)
+            films[len(self.factors) - 1 - j] = None if no_film else self.films[j](h, t, valid, polyphase)
         x = cond
         for block, film in zip(self.ublocks, films):
             x = block(x, film, valid, polyphase)
