@@ -66,27 +66,6 @@ def test_compiled_inference_equals_eager_in_one_graph_for_every_length(tmp_path,
         np.testing.assert_allclose(compiled, eager, atol=1.01 * ONE_STEP, rtol=0)
 
 
-@pytest.mark.slow
-def test_compiled_masked_batches_equal_eager_in_one_graph(one_thread):
-    """WaveFit.infer_batch compiled: padded batches of unequal lengths (3 items up to 20 frames, then 2
-    up to 100) give what eager gives, within 1e-5, from one more graph."""
-    torch.manual_seed(0)
-    wavefit = MODELS.build({"name": "wavefit", "args": EXAMPLES["wavefit"]}, where="models.vocoder").eval()
-    batches = [[10, 20, 15], [100, 45]]
-    items = [([torch.randn(n, wavefit.feature_dim) for n in b], [torch.randn(n * wavefit.hop) for n in b])
-             for b in batches]
-    with torch.inference_mode():
-        eager = [wavefit.infer_batch(f, n) for f, n in items]
-        wavefit.compile_inference()
-        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-        compiled = [wavefit.infer_batch(f, n) for f, n in items]
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 1
-    for ys, refs, lengths in zip(compiled, eager, batches):
-        assert [len(y) for y in ys] == [n * wavefit.hop for n in lengths]
-        for y, ref in zip(ys, refs):
-            np.testing.assert_allclose(y.numpy(), ref.numpy(), atol=1e-5, rtol=0)
-
-
 def test_compile_needs_a_cpp_compiler_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no g++, c++ or clang++
     monkeypatch.delenv("CXX", raising=False)
