@@ -3,10 +3,11 @@
 Inductor fuses the element-wise work between convolutions (leaky ReLU, FiLM shifts, masks, residual
 sums) into the neighbouring kernels and, with ``freezing``, folds the weights into the graph as
 constants, so on the CPU oneDNN gets pre-packed weights instead of repacking them every call. For
-WaveFit-5 at full size that made a 10 s generator pass 1.37x faster on the CPU at equal output
-(benchmarks/README.md). ``dynamic=True`` compiles once for every input length (the first call pays
-~50 s on 2 CPU cores at full size, later lengths none), which suits a corpus run; a single short file
-is faster without it, so it is off by default.
+WaveFit-5 at full size that made a 10 s generator pass 1.37-1.45x faster on the CPU at equal output,
+and whole restorations 1.05x (1 s files) to 1.16x (5 s files) faster than eager (benchmarks/README.md).
+It compiles at the first call (25-70 s on 2 CPU cores at full size) and, with the dynamic shapes set
+up below, never again for another length: it suits a corpus run, not one short file, so it is off by
+default.
 
 Frozen weights are constants: compile after the model is on its device and loaded, and do not train
 it afterwards (restorers are inference-only). On the CPU Inductor builds C++ kernels, so it needs a
