@@ -90,3 +90,15 @@ def test_compile_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="miipher2: compile=true runs a WaveFit vocoder's generator through "
                                           "torch.compile; this restorer's vocoder is HiFiGANSSLVocoder"):
         MODELS.build(node, where="models.restorer")
+
+
+def test_load_and_the_enhancer_pass_compile_to_the_restorer(tmp_path):
+    """restorekit.load(export, compile=True) reaches the restorer, which compiles at its first restore
+    (not at build: the weights must be loaded and on their device first); the default stays eager."""
+    import restorekit
+
+    export = _export(tmp_path)
+    compiled = restorekit.load(export, compile=True).enhancer.restorer
+    assert compiled.compile_vocoder and not compiled._compiled and compiled.vocoder._compiled_pass is None
+    eager = restorekit.load(export).enhancer.restorer
+    assert not eager.compile_vocoder
