@@ -4,8 +4,11 @@
 ``.tar`` files, or a ``.txt`` list of them. Each shard is restored into ``output_dir`` under
 its own name: every sample keeps its key, its audio members are replaced by the restoration
 under the same extension (wav and flac 16-bit; ogg, opus and mp3 re-encoded as such) and all
-other members (``.json``, ``.txt``, ...) are copied through byte for byte, in the same order.
-This is the layout ``write_shards`` makes and ``webdataset_shards`` trains from.
+other members (``.json``, ``.txt``, ...) are copied through byte for byte, in the same order,
+with one exception: a ``.json`` header that is an object with a ``sample_rate`` (``make_shards``
+writes path, duration and sample_rate) gets the restoration's rate there, so the header describes
+the audio beside it; its other keys, their order, and any other JSON stay as they were. This is
+the layout ``write_shards`` makes and ``webdataset_shards`` trains from.
 
 A shard is written to ``.<name>.partial`` and renamed when whole, so a finished output shard
 is skipped on a rerun and a partial one is done again. A sample whose audio cannot be decoded
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import os
 import re
 import tarfile
@@ -249,9 +253,11 @@ class ShardRunner:
             if len(sample.restored) < len(sample.audio):
                 continue  # a failed sample is left out whole: no unrestored audio in a restored shard
             for index, (info, data) in enumerate(sample.members):
-                if index in sample.encoded:
-                    data = sample.encoded[index]
-                    info = copy.copy(info)
+                new = sample.encoded.get(index)
+                if new is None and member_ext(info.name) == "json":
+                    new = restated_header(data, {sr for _, sr, _ in sample.restored.values()})
+                if new is not None:
+                    data, info = new, copy.copy(info)
                     info.size = len(data)
                 dst.addfile(info, io.BytesIO(data))
 
@@ -287,6 +293,22 @@ def read_samples(src: tarfile.TarFile) -> Iterator[Sample]:
         sample.members.append((info, data))
     if sample is not None:
         yield sample
+
+
+def restated_header(data: bytes, rates: set[int]) -> bytes | None:
+    """A ``.json`` header's bytes with ``sample_rate`` set to the restored audio's rate, or None (keep the
+    bytes) when it is not a JSON object with that key, already says it, or the sample's restored audio
+    has no single rate."""
+    try:
+        header = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(header, dict) or "sample_rate" not in header or len(rates) != 1:
+        return None
+    rate = next(iter(rates))
+    if header["sample_rate"] == rate:
+        return None
+    return json.dumps({**header, "sample_rate": int(rate)}).encode()
 
 
 def member_ext(name: str) -> str:

@@ -202,3 +202,36 @@ def test_a_text_conditioned_export_reads_each_samples_txt_member(tmp_path, monke
     assert records["spk1/s1.flac"]["reason"].startswith("ConfigError: this export (a Miipher-1 restorer) reads the")
     (restored,) = [data for name, data in members(out / "shard-000000.tar") if name == "spk1/s0.wav"]
     np.testing.assert_allclose(sf.read(io.BytesIO(restored), dtype="float32")[0], 0.16 * waves["spk1/s0"], atol=1e-4)
+
+
+class To24k:
+    """16 kHz in, 24 kHz out (each sample repeated 3 times, every second one kept): a rate-changing restorer."""
+
+    chunks_internally = False
+    sample_rate = 24000
+
+    def enhance_batch(self, items):
+        return [(np.repeat(w, 3)[::2].astype(np.float32), 24000) for w, s in items]
+
+
+def test_a_json_header_gets_the_restored_rate_and_nothing_else_changes(tmp_path, monkeypatch) -> None:
+    """make_shards' header {path, duration, sample_rate, ...} says 24000 after a 16 -> 24 kHz restoration,
+    its other keys and their order kept; JSON that is not such an object (a list, bytes that do not parse,
+    an object without sample_rate) is copied byte for byte.
+
+    Catches: a stale input rate left in the header, keys dropped or reordered, other JSON rewritten."""
+    import webdataset as wds
+
+    (tmp_path / "in").mkdir()
+    headers = {"a": json.dumps({"path": "a.wav", "duration": 0.5, "sample_rate": 16000, "speaker": "p1"}).encode(),
+               "b": b"[1, 2]", "c": b"{not json", "d": json.dumps({"path": "d.wav", "speaker": "p2"}).encode()}
+    with wds.TarWriter(str(tmp_path / "in" / "shard-000000.tar")) as sink:
+        for i, (key, header) in enumerate(headers.items()):
+            sink.write({"__key__": key, "wav": encoded(wave_of(i), "WAV"), "json": header})
+    monkeypatch.setattr("restorekit.inference.build_enhancer", lambda cfg: To24k())
+    main(["enhancer=identity", f"input={tmp_path / 'in' / 'shard-000000.tar'}", f"output_dir={tmp_path / 'out'}"])
+    out = dict(members(tmp_path / "out" / "shard-000000.tar"))
+    assert list(json.loads(out["a.json"]).items()) == [("path", "a.wav"), ("duration", 0.5), ("sample_rate", 24000),
+                                                       ("speaker", "p1")]
+    assert sf.info(io.BytesIO(out["a.wav"])).samplerate == 24000
+    assert (out["b.json"], out["c.json"], out["d.json"]) == (headers["b"], headers["c"], headers["d"])
