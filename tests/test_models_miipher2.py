@@ -36,16 +36,16 @@ def test_restore_gives_24k_audio_of_the_input_duration(seconds, sr):
 
 
 def _scale_pieces(monkeypatch, factors: dict[int, float]) -> None:
-    """Patch ``Miipher2._render`` so the piece starting at output sample k comes out x ``factors[k]``.
+    """Patch ``Miipher2._render_pieces`` so the piece starting at output sample k comes out x ``factors[k]``.
 
     A random model's chunks already agree in level; scaling them is how a seam gets stressed.
     """
-    render = Miipher2._render
+    render = Miipher2._render_pieces
 
-    def scaled(self, x, sr, out_start, out_len):
-        return render(self, x, sr, out_start, out_len) * np.float32(factors.get(out_start, 1.0))
+    def scaled(self, pieces, sr):
+        return [y * np.float32(factors.get(start, 1.0)) for y, (_, start, _) in zip(render(self, pieces, sr), pieces)]
 
-    monkeypatch.setattr(Miipher2, "_render", scaled)
+    monkeypatch.setattr(Miipher2, "_render_pieces", scaled)
 
 
 def _rms_ratio(a: np.ndarray, b: np.ndarray, start_s: float, end_s: float) -> float:

@@ -38,6 +38,7 @@ from restorekit.audio import check_finite, check_sample_rate
 from restorekit.errors import AudioError, ConfigError
 from restorekit.models import MODELS
 from restorekit.models.ssl import SSLEncoder
+from restorekit.models.wavefit import pad_stack
 
 NOISE_BLOCK = 24_000  # samples per independently seeded noise block
 _PAD_SECONDS = 0.04  # covers the encoder's analysis window so the last frames are produced
@@ -135,22 +136,13 @@ class Miipher2(nn.Module):
         chunk = max(frame, round(self.chunk_seconds * sr / frame) * frame)
         overlap = max(frame, round(self.overlap_seconds * sr / frame) * frame)
         with autocast(self.device, self.precision):
-            ys = render_files(lambda pieces: self._render_batch(pieces, sr), xs, self.sample_rate / sr,
+            ys = render_files(lambda pieces: self._render_pieces(pieces, sr), xs, self.sample_rate / sr,
                               chunk, overlap, batch_size)
         return [(apply_level_policy(y, x.cpu().numpy(), sr, self.output_peak, self.silence_dbfs), self.sample_rate)
                 for y, x in zip(ys, xs)]
 
     def _frame_samples(self, sr: int) -> int:
         return max(1, round(sr / self.feature_cleaner.frame_rate))
-
-    def _render_batch(self, pieces: list[Piece], sr: int) -> list[np.ndarray]:
-        if len(pieces) == 1:
-            return [self._render(pieces[0][0], sr, pieces[0][1], pieces[0][2])]
-        return self._render_pieces(pieces, sr)
-
-    def _render(self, x: torch.Tensor, sr: int, out_start: int, out_len: int) -> np.ndarray:
-        """Restore one piece; ``out_start`` (output samples) positions its noise in the file."""
-        return self._render_pieces([(x, out_start, out_len)], sr)[0]
 
     def _render_pieces(self, pieces: list[Piece], sr: int) -> list[np.ndarray]:
         """Restore pieces together; a piece's first output sample positions its noise in the file."""
@@ -170,7 +162,7 @@ class Miipher2(nn.Module):
         if len(waves) == 1 or not masks_exactly(encoder):
             return [self.feature_cleaner(w[None], sr)[0] for w in waves]
         lengths = torch.tensor([w.shape[0] for w in waves], device=waves[0].device)
-        wave16, lengths16 = encoder.to_16k(_pad_stack(waves), sr, lengths)
+        wave16, lengths16 = encoder.to_16k(pad_stack(waves), sr, lengths)
         inputs, mask = encoder.input(wave16, lengths16)
         frames = [encoder.num_frames(w.shape[0], sr) for w in waves]
         if encoder.spec.frontend == "fbank":
@@ -221,12 +213,6 @@ def _fit(y: torch.Tensor, n: int) -> np.ndarray:
     """(T,) -> float32 numpy (n,): trimmed or zero-padded at the end."""
     y = torch.nn.functional.pad(y[:n], (0, max(0, n - y.shape[0])))
     return y.float().cpu().numpy()
-
-
-def _pad_stack(waves: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[(T_i,)] zero-padded at the end into (B, max T_i)."""
-    size = max(w.shape[0] for w in waves)
-    return torch.stack([torch.nn.functional.pad(w, (0, size - w.shape[0])) for w in waves])
 
 
 def piece_spans(length: int, chunk: int, overlap: int, ratio: float) -> list[tuple[int, int, int, int]]:

@@ -461,7 +461,7 @@ class WaveFit(nn.Module):
         if len(set(frames)) > 1:
             units = torch.tensor(frames, device=ys[0].device) * self.pre_upsample
             valid = ValidMask(units, max(c.shape[-1] for c in conds))
-        y = self.refine(_pad_stack(ys), _pad_stack(conds), torch.cat(powers), valid)
+        y = self.refine(pad_stack(ys), pad_stack(conds), torch.cat(powers), valid)
         return [y[i, : n * self.hop] for i, n in enumerate(frames)]
 
     def refine(self, y: torch.Tensor, cond: torch.Tensor, power: torch.Tensor,
@@ -485,7 +485,7 @@ class WaveFit(nn.Module):
         return z * torch.sqrt(power / (mean_square + eps)) * keep
 
 
-def _pad_stack(items: Sequence[torch.Tensor]) -> torch.Tensor:
+def pad_stack(items: Sequence[torch.Tensor]) -> torch.Tensor:
     """Tensors (..., L_i) zero-padded at the end to the longest and stacked: (B, ..., max L_i)."""
     size = max(x.shape[-1] for x in items)
     return torch.stack([F.pad(x, (0, size - x.shape[-1])) for x in items])
