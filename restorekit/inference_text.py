@@ -17,6 +17,21 @@ from restorekit.errors import ConfigError, DataError
 ASR = "asr"
 
 
+class TranscriptTable:
+    """``name -> text`` rows (``name``: relative path, no suffix) looked up by path, else by stem when
+    only one row has that stem (a stem two rows share names neither: only the path tells them apart)."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self.table = table
+        stems: dict[str, list[str]] = {}
+        for name, text in table.items():
+            stems.setdefault(name.rsplit("/", 1)[-1], []).append(text)
+        self.by_stem = {stem: texts[0] for stem, texts in stems.items() if len(texts) == 1}
+
+    def get(self, name: str) -> str | None:
+        return self.table.get(name) or self.by_stem.get(name.rsplit("/", 1)[-1])
+
+
 class TranscriptSource:
     """``text(name, wave, sr)``: the transcript of the input ``name`` (relative path, no suffix)."""
 
@@ -28,25 +43,16 @@ class TranscriptSource:
             )
         self.spec = str(spec)
         self._asr = None
-        self.table: dict[str, str] = {}
-        self.by_stem: dict[str, str] = {}
+        self.table = TranscriptTable({})
         if self.spec != ASR:
-            self._read(Path(self.spec))
+            from restorekit.evaluation import read_transcripts
 
-    def _read(self, path: Path) -> None:
-        from restorekit.evaluation import read_transcripts
-
-        self.table = read_transcripts(path)
-        stems: dict[str, list[str]] = {}
-        for name, text in self.table.items():
-            stems.setdefault(name.rsplit("/", 1)[-1], []).append(text)
-        # a stem two rows share names neither: only the relative path can tell them apart
-        self.by_stem = {stem: texts[0] for stem, texts in stems.items() if len(texts) == 1}
+            self.table = TranscriptTable(read_transcripts(Path(self.spec)))
 
     def text(self, name: str, wave: np.ndarray, sr: int) -> str:
         if self.spec == ASR:
             return self._recognise(name, wave, sr)
-        text = self.table.get(name) or self.by_stem.get(name.rsplit("/", 1)[-1])
+        text = self.table.get(name)
         if not text or not text.strip():
             raise DataError(
                 f"no transcript for {name} in {self.spec}; add a row '{name},<text>' (the relative path or the stem), "

@@ -27,6 +27,7 @@ import numpy as np
 
 from restorekit.audio import resample
 from restorekit.errors import ConfigError, DataError
+from restorekit.inference_text import TranscriptTable
 
 SCREEN_METRICS = ("dnsmos", "speaker_similarity", "wer")
 THRESHOLDS = {"dnsmos_drop": 0.0, "speaker_similarity_min": 0.8, "wer_rise": 0.0}
@@ -64,8 +65,7 @@ class Screener:
             raise ConfigError(f"screen_thresholds: unknown key(s) {', '.join(unknown)}; "
                               f"the thresholds are {', '.join(THRESHOLDS)}")
         self.metrics = {n["name"]: METRICS.build(n, where=f"screen[{i}]") for i, n in enumerate(nodes)}
-        self.transcripts = read_transcripts(transcripts)
-        self.by_stem = _stem_texts(self.transcripts)
+        self.transcripts = TranscriptTable(read_transcripts(transcripts))
 
     def score(self, file: str, wave: np.ndarray, sr: int, out: np.ndarray, out_sr: int,
               name: str | None = None, transcript: str | None = None) -> dict[str, Any]:
@@ -84,10 +84,6 @@ class Screener:
         row["reasons"] = "; ".join(reasons)
         return row
 
-    def _text(self, name: str) -> str | None:
-        """The transcripts file's text for ``name`` (relative path, no suffix), by path or unique stem."""
-        return self.transcripts.get(name) or self.by_stem.get(name.rsplit("/", 1)[-1])
-
     def _dnsmos(self, row: dict, wave, sr, out, out_sr, name, transcript) -> str:
         metric = self.metrics["dnsmos"]
         before, after = metric(wave, sr)["dnsmos_ovrl"], metric(out, out_sr)["dnsmos_ovrl"]
@@ -104,7 +100,7 @@ class Screener:
 
     def _wer(self, row: dict, wave, sr, out, out_sr, name, transcript) -> str:
         metric = self.metrics["wer"]
-        text = transcript or self._text(strip_suffix(name))
+        text = transcript or self.transcripts.get(strip_suffix(name))
         row["transcript"] = "given" if text else "asr of input"
         if text:
             before = metric(wave, sr, transcript=text)["wer"]
@@ -114,14 +110,6 @@ class Screener:
         row.update(wer_in=round(before, 4), wer_out=round(after, 4), wer_delta=round(after - before, 4))
         rise = self.thresholds["wer_rise"]
         return f"wer rose {after - before:+.2f} (more than {rise})" if after - before > rise else ""
-
-
-def _stem_texts(table: dict[str, str]) -> dict[str, str]:
-    """``stem -> text`` for stems only one row has (inference_text's rule: a shared stem names neither)."""
-    stems: dict[str, list[str]] = {}
-    for name, text in table.items():
-        stems.setdefault(name.rsplit("/", 1)[-1], []).append(text)
-    return {stem: texts[0] for stem, texts in stems.items() if len(texts) == 1}
 
 
 def strip_suffix(name: str) -> str:
