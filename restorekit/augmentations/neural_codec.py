@@ -116,9 +116,7 @@ class NeuralCodec(Augmentation):
         return n
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-        n = self._draw(rng)
-        out = self.roundtrip([wave], sr, n)[0]
-        return out, {"n_q": n, "kbps": round(self.roundtrip.bitrate(n) / 1000, 4)}
+        return self.apply_batch([wave], sr, [rng])[0]
 
     def apply_batch(self, waves: list[np.ndarray], sr: int, rngs: list[np.random.Generator]
                     ) -> list[tuple[np.ndarray, dict[str, Any]]]:
